@@ -1,0 +1,3 @@
+from closetai.cli import main
+
+raise SystemExit(main())

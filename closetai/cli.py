@@ -1,0 +1,214 @@
+"""`closetai ...` subcommands. Library errors become one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from closetai import ClosetAIError, __version__
+
+
+def _cmd_prepare(a: argparse.Namespace) -> int:
+    from closetai.data import open_dataset
+    from closetai.data.pack import make_pack
+
+    ds = open_dataset(a.data)
+    taxonomy = getattr(getattr(ds, "taxonomy", None), "name", "") or getattr(ds, "taxonomy_name", "") or ""
+    meta = make_pack(ds, a.out, short_side=a.short_side, val_fraction=a.val_fraction, seed=a.seed,
+                     quality=a.quality, source=str(a.data), taxonomy=taxonomy)
+    print(f"pack {a.out}: {meta['train_images']} train, {meta['val_images']} val images at short side {a.short_side}")
+    return 0
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from closetai.data import open_dataset
+    from closetai.train import TrainArgs, train
+
+    data = Path(a.data)
+    pack_meta = {}
+    if (data / "pack.json").is_file():
+        pack_meta = json.loads((data / "pack.json").read_text())
+        reader, val_reader = open_dataset(data / "train.json"), open_dataset(data / "val.json")
+    else:
+        reader, val_reader = open_dataset(data), (open_dataset(a.val) if a.val else None)
+    taxonomy = pack_meta.get("taxonomy") or getattr(getattr(reader, "taxonomy", None), "name", "")
+    config = {}
+    for key in ("min_size", "fpn_channels", "box_head_dim", "mask_head_channels", "backbone"):
+        if getattr(a, key) is not None:
+            config[key] = getattr(a, key)
+    if a.train_sizes:
+        config["train_min_size"] = [int(s) for s in a.train_sizes.split(",")]
+    args = TrainArgs(
+        data=pack_meta.get("source", str(data)), out=a.out, epochs=a.epochs, time_budget=a.time_budget,
+        batch_size=a.batch_size, lr=a.lr, workers=a.workers, device=a.device, seed=a.seed, amp=a.amp,
+        eval_every=a.eval_every, checkpoint_dir=a.checkpoint_dir, resume=a.resume,
+        pretrained_backbone=not a.no_pretrained, config=config, max_iters=a.max_iters, taxonomy=taxonomy,
+        warmup_iters=a.warmup_iters, progress=not a.quiet)
+    summary = train(args, reader, val_reader)
+    if pack_meta:
+        _record_split(a.out, pack_meta)
+    print(json.dumps({k: v for k, v in summary.items() if k != "best"} | {"best_mask_AP": summary["best"]["mask_AP"]}))
+    return 0
+
+
+def _record_split(model_path: str, pack_meta: dict) -> None:
+    """Store the pack's validation file names in the model, so `evaluate --split val` can find them."""
+    import torch
+
+    from closetai.model import read_model_file, save_model  # noqa: F401
+
+    blob = read_model_file(model_path)
+    blob["metadata"]["trained"]["val_files"] = pack_meta["val_files"]
+    blob["metadata"]["trained"]["pack"] = {k: pack_meta[k] for k in ("short_side", "seed", "val_fraction",
+                                                                      "train_images", "val_images")}
+    tmp = Path(model_path).with_suffix(".tmp")
+    torch.save(blob, tmp)
+    tmp.replace(model_path)
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from closetai.data import open_dataset
+    from closetai.evaluate import evaluate_predictor, write_json_atomic
+    from closetai.predict import Predictor
+
+    predictor = Predictor(a.model, device=a.device, min_score=a.min_score, threads=a.threads)
+    ds = open_dataset(a.data)
+    if a.split == "val":
+        files = predictor.meta.get("trained", {}).get("val_files")
+        if not files:
+            raise ClosetAIError(f"model {a.model} records no validation split; use --split all")
+        stems = {Path(f).stem for f in files}
+        ds.ids = [i for i in ds.ids if Path(str(i)).stem in stems] if not hasattr(ds, "images") else \
+            [i for i in ds.ids if Path(ds.images[i]["file_name"]).stem in stems]
+        if not ds.ids:
+            raise ClosetAIError(f"none of the model's validation images are in {a.data}")
+    if tuple(ds.classes) != predictor.class_names:
+        raise ClosetAIError("dataset classes differ from the model's classes")
+    results = evaluate_predictor(predictor, ds, limit=a.limit)
+    results.update(model=str(a.model), data=str(a.data), split=a.split, min_score=predictor.min_score,
+                   min_size=predictor.meta["config"]["min_size"])
+    if a.json:
+        write_json_atomic(results, a.json)
+    if a.card:
+        from closetai.modelcard import write_model_card
+
+        write_model_card(a.model, results, a.card)
+    print(f"mask AP {results['mask']['AP']:.3f} (AP50 {results['mask']['AP50']:.3f}, AP75 {results['mask']['AP75']:.3f})"
+          f"  box AP {results['box']['AP']:.3f}  on {results['images']} images")
+    for name, ap in results["mask"]["per_class"].items():
+        print(f"  {name:12s} mask AP {ap:.3f}  box AP {results['box']['per_class'].get(name, 0):.3f}")
+    return 0
+
+
+def _cmd_detect(a: argparse.Namespace) -> int:
+    from closetai.annotate import annotate
+    from closetai.evaluate import write_json_atomic
+    from closetai.imageio import load_rgb, save_jpeg  # noqa: F401
+    from closetai.predict import Predictor
+
+    predictor = Predictor(a.model, device=a.device, min_score=a.min_score, threads=a.threads)
+    results, failed = [], []
+    for path in a.images:
+        try:
+            rgb, _ = load_rgb(path)
+        except ClosetAIError as exc:
+            failed.append(str(exc))
+            continue
+        dets = predictor(rgb)
+        results.append({"image": Path(path).name, "width": rgb.shape[1], "height": rgb.shape[0],
+                        "model": {"name": predictor.info["name"], "taxonomy": predictor.info["taxonomy"]},
+                        "detections": dets.to_json()})
+        if a.annotate:
+            from PIL import Image
+
+            Path(a.annotate).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(annotate(rgb, dets)).save(Path(a.annotate) / f"{Path(path).stem}.png")
+        print(f"{path}: {len(dets)} garments" + (f" ({', '.join(dets.labels)})" if len(dets) else ""),
+              file=sys.stderr)
+    if failed:
+        raise ClosetAIError("; ".join(failed))
+    if a.json == "-":
+        print(json.dumps(results))
+    else:
+        write_json_atomic(results, a.json)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="closetai", description="Find, segment and count clothing in photos and videos.")
+    p.add_argument("--version", action="version", version=f"closetai {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("prepare", help="convert a dataset (CCP, DeepFashion2, COCO) into a compact training pack")
+    s.add_argument("data")
+    s.add_argument("--out", required=True)
+    s.add_argument("--short-side", type=int, default=448)
+    s.add_argument("--val-fraction", type=float, default=0.1)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--quality", type=int, default=85)
+    s.set_defaults(func=_cmd_prepare)
+
+    s = sub.add_parser("train", help="train the Mask R-CNN on a pack or dataset")
+    s.add_argument("data", help="a pack from `closetai prepare`, or a dataset folder / COCO json")
+    s.add_argument("--val", help="validation dataset (packs carry their own)")
+    s.add_argument("--out", default="models/closetai-ccp15.pt")
+    s.add_argument("--epochs", type=int, default=24)
+    s.add_argument("--time-budget", type=float, help="seconds of training; the LR schedule fits it")
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--lr", type=float, default=0.02)
+    s.add_argument("--warmup-iters", type=int, default=200)
+    s.add_argument("--workers", type=int, default=4)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
+    s.add_argument("--eval-every", type=int, default=4)
+    s.add_argument("--checkpoint-dir", default="checkpoints")
+    s.add_argument("--resume")
+    s.add_argument("--no-pretrained", action="store_true", help="random backbone (tests)")
+    s.add_argument("--max-iters", type=int)
+    s.add_argument("--min-size", type=int)
+    s.add_argument("--train-sizes", help="comma-separated short sides for scale jitter")
+    s.add_argument("--fpn-channels", type=int)
+    s.add_argument("--box-head-dim", type=int)
+    s.add_argument("--mask-head-channels", type=int)
+    s.add_argument("--backbone", choices=["efficientnet_lite2", "resnet50"])
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("evaluate", help="COCO box/mask AP of a model on a dataset")
+    s.add_argument("model")
+    s.add_argument("data")
+    s.add_argument("--split", choices=["all", "val"], default="all")
+    s.add_argument("--json")
+    s.add_argument("--card", help="write a model card (markdown) with these figures")
+    s.add_argument("--limit", type=int)
+    s.add_argument("--min-score", type=float, default=0.05)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int)
+    s.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("detect", help="find garments in photos -> JSON (masks as COCO RLE)")
+    s.add_argument("images", nargs="+")
+    s.add_argument("--json", required=True, help="output file, or - for stdout")
+    s.add_argument("--model")
+    s.add_argument("--min-score", type=float)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int)
+    s.add_argument("--annotate", help="folder for annotated PNGs")
+    s.set_defaults(func=_cmd_detect)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except ClosetAIError as exc:
+        print(f"closetai: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("closetai: interrupted", file=sys.stderr)
+        return 130

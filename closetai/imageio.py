@@ -1,0 +1,95 @@
+"""Reading user images safely: content-checked, EXIF-rotated, any mode -> RGB uint8."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from closetai import ClosetAIError
+
+try:  # HEIC/HEIF from phones, when the maintained plugin is installed
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # optional
+    pass
+
+DEFAULT_MAX_PIXELS = 40_000_000
+ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "HEIF", "MPO", "BMP", "TIFF"}
+
+
+class BadImage(ClosetAIError):
+    status = 400
+
+
+class ImageTooLarge(ClosetAIError):
+    status = 413
+
+
+def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
+    try:
+        fp = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+    except OSError as exc:
+        raise BadImage(f"cannot read image file: {name} ({exc.strerror})") from exc
+    try:
+        return Image.open(fp)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise BadImage(f"not an image (unrecognised content): {name}") from exc
+
+
+def load_rgb(source: str | os.PathLike | bytes, name: str | None = None,
+             max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, dict]:
+    """Decode an image -> (RGB uint8 HxWx3 array, info {"format", "exif_datetime"}).
+
+    Applies EXIF orientation; converts 16-bit, CMYK, palette, RGBA (on white) and grey to RGB.
+    The pixel limit is checked from the header before any pixels are decoded (decompression bombs).
+    """
+    name = name or (Path(source).name if not isinstance(source, bytes) else "upload")
+    if isinstance(source, bytes) and not source:
+        raise BadImage(f"empty file: {name}")
+    img = _open(source, name)
+    try:
+        if img.format not in ALLOWED_FORMATS:
+            raise BadImage(f"unsupported image format {img.format}: {name}")
+        w, h = img.size
+        if w * h > max_pixels:
+            raise ImageTooLarge(f"image too large: {w}x{h} pixels (limit {max_pixels:,}): {name}")
+        if w < 1 or h < 1:
+            raise BadImage(f"image has no pixels: {name}")
+        exif_dt = None
+        try:
+            exif = img.getexif()
+            exif_dt = exif.get_ifd(0x8769).get(0x9003) or exif.get(0x0132)
+        except Exception:  # broken EXIF must not reject an otherwise fine photo
+            exif_dt = None
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        rgb = _to_rgb(img)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        if isinstance(exc, Image.DecompressionBombError):
+            raise ImageTooLarge(f"image too large: {name}") from exc
+        raise BadImage(f"truncated or corrupt image: {name}") from exc
+    finally:
+        img.close()
+    return rgb, {"format": img.format, "exif_datetime": exif_dt}
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if arr.max() > 255 else 255.0
+        grey = np.clip(arr / peak * 255.0, 0, 255).astype(np.uint8)
+        return np.stack([grey] * 3, axis=-1)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(img.convert("RGB"))
+
+
+def save_jpeg(rgb: np.ndarray, path: str | os.PathLike, quality: int = 90) -> None:
+    Image.fromarray(rgb).save(path, format="JPEG", quality=quality)

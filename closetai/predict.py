@@ -1,0 +1,69 @@
+"""Predictor: load the model once, then __call__(rgb) -> Detections (preprocess, inference,
+postprocess each timed, as in ultralytics' predictor)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from closetai.detections import Detections
+from closetai.model import load_model
+from closetai.train import pick_device
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "closetai-ccp15.pt"
+
+
+def default_model_path() -> Path:
+    return Path(os.environ.get("CLOSETAI_MODEL", DEFAULT_MODEL))
+
+
+class Predictor:
+    """Loads a ClosetAI model file once. Thread-safe for inference (no state mutated per call)."""
+
+    def __init__(self, model_path: str | os.PathLike | None = None, device: str = "auto",
+                 min_score: float | None = None, threads: int | None = None):
+        self.model_path = Path(model_path) if model_path else default_model_path()
+        self.device = pick_device(device)
+        if threads:
+            torch.set_num_threads(threads)
+        self.model, self.meta = load_model(self.model_path, self.device)
+        self.class_names: tuple[str, ...] = tuple(self.meta["classes"])
+        self.min_score = float(self.meta.get("score_threshold", 0.5) if min_score is None else min_score)
+        self.timings: dict[str, float] = {}
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return {"name": self.meta.get("name", self.model_path.stem), "taxonomy": self.meta.get("taxonomy", ""),
+                "device": str(self.device), "classes": list(self.class_names)}
+
+    def _to_tensor(self, rgb: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.array(rgb)).to(self.device).permute(2, 0, 1).float().div_(255)
+
+    @torch.inference_mode()
+    def predict_batch(self, frames: list[np.ndarray], min_score: float | None = None) -> list[Detections]:
+        """RGB uint8 HxWx3 arrays -> Detections at each image's own resolution."""
+        thresh = self.min_score if min_score is None else min_score
+        t0 = time.perf_counter()
+        images = [self._to_tensor(f) for f in frames]
+        t1 = time.perf_counter()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            outputs = self.model(images)
+        t2 = time.perf_counter()
+        results = []
+        for out in outputs:
+            keep = out["scores"] >= thresh
+            results.append(Detections(
+                out["boxes"][keep].float().cpu().numpy(), out["scores"][keep].float().cpu().numpy(),
+                out["labels"][keep].cpu().numpy(), self.class_names,
+                masks=(out["masks"][keep, 0] > 0.5).cpu().numpy()))
+        t3 = time.perf_counter()
+        self.timings = {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2}
+        return results
+
+    def __call__(self, rgb: np.ndarray, min_score: float | None = None) -> Detections:
+        return self.predict_batch([rgb], min_score)[0]
