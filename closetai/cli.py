@@ -73,7 +73,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     from closetai.evaluate import evaluate_predictor, write_json_atomic
     from closetai.predict import Predictor
 
-    predictor = Predictor(a.model, device=a.device, min_score=a.min_score, threads=a.threads)
+    predictor = Predictor(a.model, device=a.device, min_score=a.min_score, threads=a.threads, min_size=a.min_size)
     ds = open_dataset(a.data)
     if a.split == "val":
         files = predictor.meta.get("trained", {}).get("val_files")
@@ -185,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--card", help="write a model card (markdown) with these figures")
     s.add_argument("--limit", type=int)
     s.add_argument("--min-score", type=float, default=0.05)
+    s.add_argument("--min-size", type=int, help="test-time short side (default: the model's)")
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int)
     s.set_defaults(func=_cmd_evaluate)

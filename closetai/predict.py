@@ -26,12 +26,15 @@ class Predictor:
     """Loads a ClosetAI model file once. Thread-safe for inference (no state mutated per call)."""
 
     def __init__(self, model_path: str | os.PathLike | None = None, device: str = "auto",
-                 min_score: float | None = None, threads: int | None = None):
+                 min_score: float | None = None, threads: int | None = None, min_size: int | None = None):
         self.model_path = Path(model_path) if model_path else default_model_path()
         self.device = pick_device(device)
         if threads:
             torch.set_num_threads(threads)
         self.model, self.meta = load_model(self.model_path, self.device)
+        if min_size:  # test-time short side; the model file's config holds the default
+            self.model.transform.min_size = (int(min_size),)
+            self.meta["config"]["min_size"] = int(min_size)
         self.class_names: tuple[str, ...] = tuple(self.meta["classes"])
         self.min_score = float(self.meta.get("score_threshold", 0.5) if min_score is None else min_score)
         self.timings: dict[str, float] = {}
