@@ -1,0 +1,44 @@
+"""Shared test helpers: paths, synthetic images and a tiny model (no fixtures with side effects)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+CCP = SHARED / "data" / "ccp"
+SHIPPED_MODEL = REPO / "models" / "closetai-ccp15.pt"
+
+needs_shared = pytest.mark.skipif(not CCP.is_dir(), reason="../shared (CCP data) is absent on this machine")
+needs_model = pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason="shipped model models/closetai-ccp15.pt missing")
+
+
+def synthetic_scene(seed: int = 0, size: tuple[int, int] = (160, 128)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A noisy background with 1-3 coloured rectangles/ellipses -> (rgb, masks (N,H,W) uint8, labels)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    rgb = rng.integers(90, 140, (h, w, 3), dtype=np.uint8)
+    masks, labels = [], []
+    for k in range(int(rng.integers(1, 4))):
+        m = np.zeros((h, w), np.uint8)
+        x1, y1 = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2))
+        x2, y2 = x1 + int(rng.integers(w // 5, w // 2)), y1 + int(rng.integers(h // 5, h // 2))
+        if k % 2:
+            cv2.ellipse(m, ((x1 + x2) // 2, (y1 + y2) // 2), ((x2 - x1) // 2, (y2 - y1) // 2), 0, 0, 360, 1, -1)
+        else:
+            m[y1:y2, x1:x2] = 1
+        label = 1 + k % 2
+        rgb[m.astype(bool)] = (220, 40, 40) if label == 1 else (40, 40, 220)
+        masks.append(m)
+        labels.append(label)
+    return rgb, np.stack(masks), np.array(labels)
+
+
+def tiny_model_config() -> dict:
+    return {"min_size": 128, "max_size": 192, "train_min_size": [128], "fpn_channels": 32,
+            "box_head_dim": 64, "mask_head_channels": 32, "rpn_post_nms_test": 50, "rpn_pre_nms_test": 100}
