@@ -17,3 +17,6 @@ python3 -m closetai train packs/ccp448 --out "$OUT/closetai-ccp15.pt" --time-bud
   --epochs 1000 --batch-size "${BATCH:-16}" --lr "${LR:-0.02}" --workers 12 --eval-every "${EVAL_EVERY:-6}" \
   --checkpoint-dir /tmp/ckpt --quiet 2>&1 | tee "$OUT/train.log"
 cp /tmp/ckpt/train_log.jsonl "$OUT/" || true
+# The device tool returns files of at most 16 MiB: hand the model back in parts.
+# Join here with: cat OUT/model.part.* > models/closetai-ccp15.pt
+(cd "$OUT" && split -b 12M closetai-ccp15.pt model.part. && rm closetai-ccp15.pt && ls -la)

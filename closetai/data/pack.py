@@ -56,6 +56,28 @@ def make_pack(dataset, out: str | Path, short_side: int = 448, val_fraction: flo
     cats = [{"id": i + 1, "name": n} for i, n in enumerate(dataset.classes)]
     cocos = {s: {"info": {"taxonomy": taxonomy, "source": source}, "images": [], "annotations": [],
                  "categories": cats} for s in ("train", "val")}
+    try:
+        _fill(dataset, tmp, cocos, split_of, short_side, quality)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if not cocos["train"]["images"]:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DatasetError("empty dataset: nothing to pack")
+    for s, coco in cocos.items():
+        (tmp / f"{s}.json").write_text(json.dumps(coco))
+    meta = {"source": source, "taxonomy": taxonomy, "classes": list(dataset.classes), "short_side": short_side,
+            "val_fraction": val_fraction, "seed": seed, "train_images": len(cocos["train"]["images"]),
+            "val_images": len(cocos["val"]["images"]),
+            "val_files": [im["original_file_name"] for im in cocos["val"]["images"]]}
+    (tmp / "pack.json").write_text(json.dumps(meta, indent=1))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return meta
+
+
+def _fill(dataset, tmp: Path, cocos: dict, split_of: dict, short_side: int, quality: int) -> None:
     ann_id = 0
     for index in tqdm(range(len(dataset)), desc="prepare", unit="img"):
         rgb, target = dataset[index]
@@ -77,16 +99,3 @@ def make_pack(dataset, out: str | Path, short_side: int = 448, val_fraction: flo
                 "segmentation": encode_mask(m), "area": int(m.sum()),
                 "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
             })
-    if not cocos["train"]["images"]:
-        raise DatasetError("empty dataset: nothing to pack")
-    for s, coco in cocos.items():
-        (tmp / f"{s}.json").write_text(json.dumps(coco))
-    meta = {"source": source, "taxonomy": taxonomy, "classes": list(dataset.classes), "short_side": short_side,
-            "val_fraction": val_fraction, "seed": seed, "train_images": len(cocos["train"]["images"]),
-            "val_images": len(cocos["val"]["images"]),
-            "val_files": [im["original_file_name"] for im in cocos["val"]["images"]]}
-    (tmp / "pack.json").write_text(json.dumps(meta, indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return meta

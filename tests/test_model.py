@@ -1,0 +1,128 @@
+"""Model building, the Lite2 backbone's pitfalls, save/load, and a tiny Mask R-CNN that learns."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from closetai import ClosetAIError
+from closetai.model import (
+    Conv2dSame,
+    build_model,
+    efficientnet_lite2,
+    lite2_imagenet_state_dict,
+    load_model,
+    read_model_file,
+    save_model,
+)
+from closetai.train import TrainArgs, collate, train
+from tests.helpers import synthetic_scene, tiny_model_config
+
+
+class SyntheticReader:
+    classes = ("red", "blue")
+
+    def __init__(self, n=8, offset=0):
+        self.items = [synthetic_scene(seed + offset) for seed in range(n)]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        from closetai.data import make_target
+
+        rgb, masks, labels = self.items[i]
+        return rgb, make_target(list(masks), list(labels), *rgb.shape[:2], i + 1, f"{i}.png")
+
+
+def test_same_padding_matches_tensorflow_rule():
+    conv = Conv2dSame(1, 1, 3, stride=2, bias=False)
+    torch.nn.init.ones_(conv.weight)
+    x = torch.ones(1, 1, 6, 6)
+    y = conv(x)
+    assert y.shape[-2:] == (3, 3)
+    # TF 'SAME' pads 0 before and 1 after for even sizes: the top-left output sees a full 3x3 window
+    assert y[0, 0, 0, 0].item() == 9.0 and y[0, 0, -1, -1].item() == 4.0
+
+
+def test_lite2_backbone_loads_every_imagenet_tensor():
+    net = efficientnet_lite2(frozen_bn=False)
+    sd = lite2_imagenet_state_dict()
+    result = net.load_state_dict(sd, strict=False)
+    assert not result.unexpected_keys
+    assert all(k.endswith("num_batches_tracked") for k in result.missing_keys)
+    assert 4.5e6 < sum(p.numel() for n, p in net.named_parameters() if not n.startswith("classifier")) < 5.2e6
+    bns = [m for m in efficientnet_lite2(frozen_bn=True).modules() if hasattr(m, "eps")]
+    assert bns and all(m.eps == 1e-3 for m in bns)
+
+
+def test_build_model_trainable_stages_freeze_the_stem():
+    m = build_model(16, pretrained_backbone=False, trainable_stages=7)
+    body = m.backbone.body
+    assert not any(p.requires_grad for p in body["0"].parameters())
+    assert not any(p.requires_grad for p in body["1"].parameters())
+    assert all(p.requires_grad for p in body["2"].parameters())
+
+
+def test_save_load_round_trip_fp16(tmp_path):
+    cfg = tiny_model_config()
+    m = build_model(3, cfg).eval()
+    path = tmp_path / "m.pt"
+    save_model(m, path, cfg, {"name": "t", "taxonomy": "x", "classes": ["red", "blue"], "score_threshold": 0.3})
+    blob = read_model_file(path)
+    assert all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
+    loaded, meta = load_model(path)
+    assert meta["classes"] == ["red", "blue"] and meta["config"]["min_size"] == 128
+    x = [torch.rand(3, 100, 80)]
+    with torch.no_grad():
+        a, b = m.backbone(m.transform(x)[0].tensors), loaded.backbone(loaded.transform(x)[0].tensors)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=5e-2, rtol=1e-2)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_load_rejects_non_model_files(tmp_path):
+    bad = tmp_path / "x.pt"
+    bad.write_bytes(b"hello")
+    with pytest.raises(ClosetAIError, match="not a ClosetAI model"):
+        load_model(bad)
+    with pytest.raises(ClosetAIError, match="not found"):
+        load_model(tmp_path / "missing.pt")
+
+
+@pytest.mark.slow
+def test_tiny_maskrcnn_loss_falls_on_synthetic_images():
+    torch.manual_seed(0)
+    reader = SyntheticReader(4)
+    model = build_model(3, tiny_model_config(), pretrained_backbone=False, trainable_stages=9)
+    model.train()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
+    from closetai.train import TrainDataset
+
+    images, targets = collate([TrainDataset(reader, flip=False, photometric=False)[i] for i in range(4)])
+    losses = []
+    for _ in range(30):
+        loss = sum(model(list(images), list(targets)).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3])
+
+
+@pytest.mark.slow
+def test_train_writes_best_model_checkpoint_and_resumes(tmp_path):
+    out = tmp_path / "model.pt"
+    args = TrainArgs(data="synthetic", out=str(out), epochs=2, batch_size=2, workers=0, eval_every=1,
+                     checkpoint_dir=str(tmp_path / "ck"), pretrained_backbone=False, config=tiny_model_config(),
+                     warmup_iters=2, progress=False, taxonomy="test")
+    summary = train(args, SyntheticReader(4), SyntheticReader(2, offset=50))
+    assert summary["steps"] == 4 and out.is_file()
+    meta = read_model_file(out)["metadata"]
+    assert meta["classes"] == ["red", "blue"] and meta["evaluation"]["val_during_training"]["mask"]["AP"] >= 0
+    log = [json.loads(line) for line in (tmp_path / "ck" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log if "mask_AP" in r] == [0, 1]
+    args.epochs, args.resume = 3, str(tmp_path / "ck" / "last.pt")
+    resumed = train(args, SyntheticReader(4), SyntheticReader(2, offset=50))
+    assert resumed["steps"] == 6 and resumed["epochs"] == 1
