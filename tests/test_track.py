@@ -1,0 +1,113 @@
+"""GarmentTracker on hand-built detections: one garment = one track, dropouts and low scores keep it,
+classes never merge."""
+
+import numpy as np
+
+from closetai.detections import Detections
+from closetai.track import GarmentTracker
+
+NAMES = ("top", "trousers", "bag")
+
+
+def dets(*items):
+    """items: (x1, y1, x2, y2, score, class_id)."""
+    if not items:
+        return Detections.empty(NAMES)
+    a = np.array(items, dtype=np.float32)
+    return Detections(a[:, :4], a[:, 4], a[:, 5].astype(int), NAMES)
+
+
+def test_steady_object_is_one_track():
+    tracker = GarmentTracker()
+    ids = set()
+    for i in range(20):
+        out = tracker.update(dets((100 + i, 50, 200 + i, 300, 0.9, 1)))
+        assert len(out) == 1
+        ids.add(int(out.track_ids[0]))
+    assert ids == {1}
+
+
+def test_dropout_of_one_and_three_frames_keeps_the_track():
+    tracker = GarmentTracker()
+    seen = []
+    frames = [True] * 5 + [False] + [True] * 5 + [False] * 3 + [True] * 3
+    for i, present in enumerate(frames):
+        out = tracker.update(dets((100 + 3 * i, 50, 200 + 3 * i, 300, 0.9, 1)) if present else dets())
+        seen.extend(int(t) for t in out.track_ids)
+    assert len(seen) == sum(frames)
+    assert set(seen) == {1}
+
+
+def test_low_score_frame_extends_the_track_and_is_reported():
+    tracker = GarmentTracker(high_score=0.5, low_score=0.1)
+    tracker.update(dets((10, 10, 110, 210, 0.9, 1)))
+    out = tracker.update(dets((12, 10, 112, 210, 0.3, 1)))
+    assert out.track_ids.tolist() == [1]
+    out = tracker.update(dets((14, 10, 114, 210, 0.8, 1)))
+    assert out.track_ids.tolist() == [1]
+    assert tracker.tracks[0].hits == 3
+
+
+def test_low_score_detection_alone_never_starts_a_track():
+    tracker = GarmentTracker(high_score=0.5, low_score=0.1)
+    assert len(tracker.update(dets((10, 10, 110, 210, 0.3, 1)))) == 0
+    assert tracker.tracks == []
+
+
+def test_two_classes_side_by_side_are_two_tracks():
+    tracker = GarmentTracker()
+    pairs = set()
+    for i in range(10):
+        # the top and trousers boxes overlap (same person), the bag sits beside them
+        out = tracker.update(dets((100 + 2 * i, 50, 220 + 2 * i, 260, 0.9, 1),
+                                  (110 + 2 * i, 230, 210 + 2 * i, 500, 0.85, 2),
+                                  (230 + 2 * i, 200, 290 + 2 * i, 300, 0.7, 3)))
+        assert len(out) == 3
+        pairs.update(zip(out.labels, out.track_ids.tolist(), strict=True))
+    assert pairs == {("top", 1), ("trousers", 2), ("bag", 3)}
+
+
+def test_two_garments_of_one_class_stay_apart():
+    tracker = GarmentTracker()
+    for i in range(8):
+        out = tracker.update(dets((10 + 5 * i, 10, 90 + 5 * i, 200, 0.9, 1), (300 - 5 * i, 10, 380 - 5 * i, 200, 0.9, 1)))
+    order = np.argsort(out.xyxy[:, 0])
+    assert out.track_ids[order].tolist() == [1, 2]
+
+
+def test_a_track_never_changes_class():
+    tracker = GarmentTracker()
+    tracker.update(dets((10, 10, 110, 210, 0.9, 1)))
+    out = tracker.update(dets((10, 10, 110, 210, 0.9, 2)))
+    assert out.track_ids.tolist() == [2]
+    assert [t.class_id for t in tracker.tracks] == [1, 2]
+
+
+def test_fast_steady_motion_is_followed_by_velocity_prediction():
+    # 60 px per frame on a 100 px wide box: consecutive boxes have IoU 0.25, the box two frames on
+    # none, so after a dropout only the predicted position can match.
+    tracker = GarmentTracker()
+    ids = []
+    for i in range(12):
+        if i == 6:
+            tracker.update(dets())
+            continue
+        out = tracker.update(dets((60 * i, 0, 60 * i + 100, 200, 0.9, 1)))
+        ids.extend(out.track_ids.tolist())
+    assert ids == [1] * 11
+
+
+def test_track_lost_longer_than_the_buffer_is_new():
+    tracker = GarmentTracker(lost_buffer=2)
+    tracker.update(dets((10, 10, 110, 210, 0.9, 1)))
+    for _ in range(4):
+        tracker.update(dets())
+    assert tracker.update(dets((10, 10, 110, 210, 0.9, 1))).track_ids.tolist() == [2]
+
+
+def test_duplicate_detection_does_not_open_a_second_track():
+    tracker = GarmentTracker()
+    tracker.update(dets((10, 10, 110, 210, 0.9, 1)))
+    out = tracker.update(dets((10, 10, 110, 210, 0.9, 1), (14, 12, 112, 214, 0.6, 1)))
+    assert out.track_ids.tolist() == [1]
+    assert len(tracker.tracks) == 1
