@@ -1,0 +1,233 @@
+"""Trend report: pure aggregation of stored garments + charts (matplotlib's Figure API, never pyplot).
+
+Input is one row per *counted garment* (the store builds it): a photo contributes each detection
+above the score threshold, a video each track once. Columns:
+  analysis_id, kind ('photo'|'video'), source, captured_at (datetime), label, score, colour_name, colour_hex
+Everything here is pandas over that frame: no Flask, no SQL, no loops over rows.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+from closetai.colour import palette_hex
+
+ITEM_COLUMNS = ["analysis_id", "kind", "source", "captured_at", "label", "score", "colour_name", "colour_hex"]
+FREQ_NAMES = {"D": "day", "W": "week", "M": "month"}
+
+
+def items_frame(rows: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+    df = pd.DataFrame(rows or [], columns=ITEM_COLUMNS)
+    df["captured_at"] = pd.to_datetime(df["captured_at"])
+    return df
+
+
+@dataclass
+class Report:
+    n_analyses: int  # analyses (photos + clips) matching the filters, with or without garments
+    n_items: int
+    popular: pd.DataFrame  # label, count, analyses_with, share_of_analyses
+    over_time: pd.DataFrame  # period (str), label, count, share (of that period's garments)
+    freq: str  # 'D' | 'W' | 'M'
+    colours: pd.DataFrame  # label x colour_name counts (wide)
+    top_colours: pd.DataFrame  # colour_name, hex, count, share
+    pairs: pd.DataFrame  # label_a, label_b, analyses
+    filters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return self.n_items == 0
+
+
+def pick_freq(dates: pd.Series) -> str:
+    """Day buckets for up to ~2 months of data, weeks up to ~1 year, months beyond."""
+    if dates.empty:
+        return "D"
+    span = (dates.max() - dates.min()).days
+    return "D" if span <= 62 else "W" if span <= 366 else "M"
+
+
+def period_labels(dates: pd.Series, freq: str) -> pd.Series:
+    if freq == "D":
+        return dates.dt.strftime("%Y-%m-%d")
+    if freq == "W":
+        iso = dates.dt.isocalendar()
+        return iso["year"].astype(str) + "-W" + iso["week"].astype(str).str.zfill(2)
+    return dates.dt.strftime("%Y-%m")
+
+
+def build_report(items: pd.DataFrame, n_analyses: int, freq: str | None = None,
+                 filters: dict[str, Any] | None = None, top_pairs: int = 10) -> Report:
+    items = items.copy()
+    freq = freq or pick_freq(items["captured_at"])
+    if freq not in FREQ_NAMES:
+        raise ValueError(f"unknown period {freq!r}: use D, W or M")
+    counts = items.groupby("label").size().rename("count")
+    with_class = items.groupby("label")["analysis_id"].nunique().rename("analyses_with")
+    popular = pd.concat([counts, with_class], axis=1).reset_index()
+    popular["share_of_analyses"] = (popular["analyses_with"] / max(n_analyses, 1)).round(4)
+    popular = popular.sort_values(["count", "label"], ascending=[False, True], ignore_index=True)
+
+    items["period"] = period_labels(items["captured_at"], freq) if len(items) else pd.Series(dtype=str)
+    over = items.groupby(["period", "label"]).size().rename("count").reset_index()
+    over["share"] = (over["count"] / over.groupby("period")["count"].transform("sum")).round(4)
+    over = over.sort_values(["period", "label"], ignore_index=True)
+
+    colours = pd.crosstab(items["label"], items["colour_name"]) if len(items) else pd.DataFrame()
+    top = items.groupby("colour_name").size().rename("count").reset_index()
+    top["hex"] = top["colour_name"].map(palette_hex)
+    top["share"] = (top["count"] / max(len(items), 1)).round(4)
+    top = top.sort_values(["count", "colour_name"], ascending=[False, True], ignore_index=True)
+
+    per_analysis = items[["analysis_id", "label"]].drop_duplicates()
+    pairs = per_analysis.merge(per_analysis, on="analysis_id", suffixes=("_a", "_b"))
+    pairs = pairs[pairs["label_a"] < pairs["label_b"]]
+    pairs = pairs.groupby(["label_a", "label_b"]).size().rename("analyses").reset_index()
+    pairs = pairs.sort_values(["analyses", "label_a", "label_b"], ascending=[False, True, True],
+                              ignore_index=True).head(top_pairs)
+    return Report(n_analyses, len(items), popular, over, freq, colours, top, pairs, dict(filters or {}))
+
+
+def report_tables(report: Report) -> dict[str, pd.DataFrame]:
+    """The numbers behind each chart, as long tables (what the CSV/JSON exports and the page show)."""
+    colours = (report.colours.stack().rename("count").reset_index() if not report.colours.empty
+               else pd.DataFrame(columns=["label", "colour_name", "count"]))
+    colours = colours[colours["count"] > 0].reset_index(drop=True)
+    return {"popular": report.popular, "over_time": report.over_time, "colours": colours,
+            "top_colours": report.top_colours, "pairs": report.pairs}
+
+
+def to_csv(report: Report) -> str:
+    """One CSV: a `table` column names the chart each row belongs to."""
+    frames = []
+    for name, table in report_tables(report).items():
+        frames.append(table.assign(table=name))
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    cols = ["table"] + [c for c in out.columns if c != "table"]
+    return out[cols].to_csv(index=False)
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    return {"analyses": report.n_analyses, "garments": report.n_items, "period": FREQ_NAMES[report.freq],
+            "filters": report.filters,
+            **{name: table.to_dict(orient="records") for name, table in report_tables(report).items()}}
+
+
+# ---- charts -----------------------------------------------------------------------------------------
+
+def _figure(width: float = 7.5, height: float = 3.6):
+    # Figure + Agg canvas, never pyplot: pyplot keeps global state and leaks in a server.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _render(fig, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
+    return buf.getvalue()
+
+
+def chart_popular(report: Report, fmt: str = "svg") -> bytes:
+    fig = _figure(7.5, max(2.5, 0.32 * len(report.popular) + 1))
+    ax = fig.add_subplot()
+    data = report.popular.iloc[::-1]
+    ax.barh(data["label"], data["count"], color="#3b6ea5")
+    for y, (c, s) in enumerate(zip(data["count"], data["share_of_analyses"], strict=True)):
+        ax.text(c, y, f" {c}  ({s:.0%} of analyses)", va="center", fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title("Most popular items")
+    ax.set_xlabel("garments counted (photo detections + video tracks)")
+    ax.set_ylabel("class")
+    ax.margins(x=0.25)
+    return _render(fig, fmt)
+
+
+def chart_over_time(report: Report, fmt: str = "svg", top: int = 8) -> bytes:
+    fig = _figure()
+    ax = fig.add_subplot()
+    wide = report.over_time.pivot_table(index="period", columns="label", values="share", fill_value=0)
+    keep = list(report.popular["label"].head(top))
+    wide = wide[[c for c in keep if c in wide.columns]]
+    if len(wide) == 1:
+        wide.T.plot.bar(ax=ax, legend=False, color="#3b6ea5")
+        ax.set_xlabel("class")
+        ax.set_title(f"Share of garments, {wide.index[0]}")
+    else:
+        ax.stackplot(range(len(wide)), wide.T.values, labels=wide.columns)
+        ax.set_xticks(range(len(wide)), wide.index, rotation=45, ha="right", fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+        ax.set_xlabel(FREQ_NAMES[report.freq] + " of capture")
+        ax.set_title(f"Share of each class per {FREQ_NAMES[report.freq]} (top {len(wide.columns)} classes)")
+    ax.set_ylabel("share of that period's garments")
+    return _render(fig, fmt)
+
+
+def chart_colours(report: Report, fmt: str = "svg") -> bytes:
+    fig = _figure(8, max(3, 0.32 * len(report.colours) + 1.5))
+    ax = fig.add_subplot()
+    wide = report.colours
+    order = [c for c in report.top_colours["colour_name"] if c in wide.columns]
+    wide = wide[order].reindex(report.popular["label"])
+    im = ax.imshow(wide.values, aspect="auto", cmap="Blues")
+    ax.set_xticks(range(len(order)), order, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(wide)), wide.index, fontsize=8)
+    for (y, x), v in pd.DataFrame(wide.values).stack().items():
+        if v:
+            ax.text(x, y, int(v), ha="center", va="center", fontsize=7,
+                    color="white" if v > wide.values.max() / 2 else "black")
+    fig.colorbar(im, ax=ax, label="garments")
+    ax.set_title("Colour by class")
+    ax.set_xlabel("dominant colour")
+    ax.set_ylabel("class")
+    return _render(fig, fmt)
+
+
+def chart_top_colours(report: Report, fmt: str = "svg", top: int = 12) -> bytes:
+    fig = _figure(7.5, 2.8)
+    ax = fig.add_subplot()
+    data = report.top_colours.head(top)
+    ax.bar(data["colour_name"], data["count"], color=list(data["hex"]), edgecolor="#333333")
+    ax.set_xticks(range(len(data)), data["colour_name"], rotation=45, ha="right", fontsize=8)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title("Top colours overall")
+    ax.set_xlabel("dominant colour (swatch = palette colour)")
+    ax.set_ylabel("garments")
+    return _render(fig, fmt)
+
+
+def chart_pairs(report: Report, fmt: str = "svg") -> bytes:
+    fig = _figure(7.5, max(2.5, 0.32 * len(report.pairs) + 1))
+    ax = fig.add_subplot()
+    data = report.pairs.iloc[::-1]
+    ax.barh(data["label_a"] + " + " + data["label_b"], data["analyses"], color="#7a5ea8")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title("Worn together")
+    ax.set_xlabel("photos / clips where both classes appear")
+    ax.set_ylabel("pair")
+    return _render(fig, fmt)
+
+
+CHARTS = {
+    "popular": (chart_popular, "Most popular items",
+                "Garments per class: each photo detection above the confidence threshold once, each video track once."),
+    "over_time": (chart_over_time, "Over time",
+                  "Share of each class among the garments captured in each period (EXIF date, else upload time)."),
+    "colours": (chart_colours, "Colour by class", "Garments per class and dominant colour name."),
+    "top_colours": (chart_top_colours, "Top colours", "Garments per dominant colour, all classes together."),
+    "pairs": (chart_pairs, "Worn together", "Photos or clips in which both classes of a pair were found."),
+}
+
+
+def render_chart(report: Report, name: str, fmt: str = "svg") -> bytes:
+    if name not in CHARTS:
+        raise KeyError(name)
+    return CHARTS[name][0](report, fmt)
