@@ -37,7 +37,11 @@ def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
         raise BadImage(f"cannot read image file: {name} ({exc.strerror})") from exc
     try:
         return Image.open(fp)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow's own header check (> 2x its limit) fires first
+        fp.close()
+        raise ImageTooLarge(f"image too large (decompression bomb guard): {name}") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        fp.close()
         raise BadImage(f"not an image (unrecognised content): {name}") from exc
 
 
@@ -52,6 +56,7 @@ def load_rgb(source: str | os.PathLike | bytes, name: str | None = None,
     if isinstance(source, bytes) and not source:
         raise BadImage(f"empty file: {name}")
     img = _open(source, name)
+    fmt = img.format  # exif_transpose returns a new image whose .format is None
     try:
         if img.format not in ALLOWED_FORMATS:
             raise BadImage(f"unsupported image format {img.format}: {name}")
@@ -75,7 +80,7 @@ def load_rgb(source: str | os.PathLike | bytes, name: str | None = None,
         raise BadImage(f"truncated or corrupt image: {name}") from exc
     finally:
         img.close()
-    return rgb, {"format": img.format, "exif_datetime": exif_dt}
+    return rgb, {"format": fmt, "exif_datetime": exif_dt}
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

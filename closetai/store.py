@@ -1,0 +1,521 @@
+"""The one module that talks to the database (SQLAlchemy Core) and owns the media folder beside it.
+
+Tables serve the photo path now and the video path and trend report later:
+  analyses    one uploaded photo or video (kind 'photo' | 'video'), its source label, hashes, sizes, dates
+  detections  every garment found: label, score, box, COCO RLE mask, dominant colour, mask area share
+              (video detections also carry frame_index / time_s and the track they belong to)
+  tracks      one garment followed through a video (counted once by the report)
+  jobs        background work (video analysis): status, progress, heartbeat, error
+
+SQLite (a file in instance/) is the default; the code sticks to portable Core constructs so the same
+URL-switch runs it on PostgreSQL. Media paths in rows are relative to `media_root`; the store writes
+files to temporary names and renames them into place inside the same transaction that inserts the rows,
+so a failure leaves neither a row nor a file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.engine import Connection, Engine
+
+from closetai import ClosetAIError
+
+
+class NotFound(ClosetAIError):
+    status = 404
+
+
+class StoreError(ClosetAIError):
+    """The database or media folder could not be written (disk full, permissions, locked database)."""
+
+    status = 503
+
+
+metadata = MetaData()
+
+analyses = Table(
+    "analyses", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(10), nullable=False),
+    Column("source", String(200), nullable=False, default=""),
+    Column("filename", String(255), nullable=False, default=""),  # display only, never a path
+    Column("sha256", String(64), nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("captured_at", DateTime, nullable=False),  # EXIF DateTimeOriginal, else upload time
+    Column("captured_from", String(10), nullable=False, default="upload"),  # 'exif' | 'upload'
+    Column("created_at", DateTime, nullable=False),
+    Column("model_name", String(100), nullable=False, default=""),
+    Column("taxonomy", String(100), nullable=False, default=""),
+    Column("min_score", Float, nullable=False, default=0.5),
+    Column("media_dir", String(255), nullable=False),  # all paths below are relative to media_root
+    Column("photo_path", String(255)),
+    Column("thumb_path", String(255)),
+    Column("video_path", String(255)),
+    Column("duration_s", Float),
+    Column("fps", Float),
+    Column("frame_count", Integer),
+    CheckConstraint("kind IN ('photo', 'video')", name="ck_analyses_kind"),
+    # Never reuse a deleted id on SQLite: ids are permanent URLs and media is cached by them.
+    sqlite_autoincrement=True,
+)
+Index("ix_analyses_created_at", analyses.c.created_at)
+Index("ix_analyses_captured_at", analyses.c.captured_at)
+Index("ix_analyses_sha256", analyses.c.sha256)
+Index("ix_analyses_source", analyses.c.source)
+
+tracks = Table(
+    "tracks", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("analysis_id", Integer, ForeignKey("analyses.id", ondelete="CASCADE"), nullable=False),
+    Column("track_no", Integer, nullable=False),
+    Column("label", String(50), nullable=False),
+    Column("colour_name", String(30)),
+    Column("colour_hex", String(7)),
+    Column("first_s", Float, nullable=False),
+    Column("last_s", Float, nullable=False),
+    Column("frames_seen", Integer, nullable=False),
+    Column("best_score", Float, nullable=False),
+    Column("crop_path", String(255)),
+)
+Index("ix_tracks_analysis", tracks.c.analysis_id)
+
+detections = Table(
+    "detections", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("analysis_id", Integer, ForeignKey("analyses.id", ondelete="CASCADE"), nullable=False),
+    Column("idx", Integer, nullable=False),  # order within the photo / frame (score order)
+    Column("track_id", Integer, ForeignKey("tracks.id", ondelete="CASCADE")),
+    Column("frame_index", Integer),
+    Column("time_s", Float),
+    Column("label", String(50), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("x1", Float, nullable=False),
+    Column("y1", Float, nullable=False),
+    Column("x2", Float, nullable=False),
+    Column("y2", Float, nullable=False),
+    Column("mask_rle", Text),  # JSON {"size": [H, W], "counts": "..."} (COCO compressed RLE)
+    Column("colour_name", String(30)),
+    Column("colour_hex", String(7)),
+    Column("colour_share", Float),  # share of the mask's pixels in the dominant colour cluster
+    Column("area_share", Float),  # mask pixels / image pixels
+    Column("crop_path", String(255)),
+)
+Index("ix_detections_analysis", detections.c.analysis_id)
+Index("ix_detections_label", detections.c.label)
+Index("ix_detections_track", detections.c.track_id)
+
+jobs = Table(
+    "jobs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("analysis_id", Integer, ForeignKey("analyses.id", ondelete="CASCADE")),
+    Column("kind", String(20), nullable=False),
+    Column("status", String(10), nullable=False, default="queued"),
+    Column("done", Integer, nullable=False, default=0),
+    Column("total", Integer),
+    Column("error", Text),
+    Column("params", Text),  # JSON: what a worker (thread or a queue later) needs to run the job
+    Column("created_at", DateTime, nullable=False),
+    Column("started_at", DateTime),
+    Column("finished_at", DateTime),
+    Column("heartbeat_at", DateTime),
+    CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="ck_jobs_status"),
+)
+Index("ix_jobs_status", jobs.c.status)
+
+JOB_STATUSES = ("queued", "running", "done", "failed")
+
+
+def utcnow() -> datetime:
+    """Naive UTC: SQLite has no time zones, and naive UTC compares the same on PostgreSQL."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass
+class NewDetection:
+    """One detection to store. `mask_rle` is the COCO RLE dict; `crop` optional JPEG bytes."""
+
+    label: str
+    score: float
+    box: tuple[float, float, float, float]
+    mask_rle: dict | None = None
+    colour_name: str | None = None
+    colour_hex: str | None = None
+    colour_share: float | None = None
+    area_share: float | None = None
+    crop_jpeg: bytes | None = None
+    frame_index: int | None = None
+    time_s: float | None = None
+    track_no: int | None = None  # video: links to the NewTrack with this track_no
+
+
+@dataclass
+class NewTrack:
+    track_no: int
+    label: str
+    first_s: float
+    last_s: float
+    frames_seen: int
+    best_score: float
+    colour_name: str | None = None
+    colour_hex: str | None = None
+    crop_jpeg: bytes | None = None
+
+
+@dataclass
+class NewAnalysis:
+    kind: str
+    filename: str
+    sha256: str
+    width: int
+    height: int
+    captured_at: datetime | None = None  # None: upload time
+    source: str = ""
+    model_name: str = ""
+    taxonomy: str = ""
+    min_score: float = 0.5
+    files: dict[str, bytes] = field(default_factory=dict)  # {"photo": jpeg, "thumb": jpeg, "video": mp4}
+    duration_s: float | None = None
+    fps: float | None = None
+    frame_count: int | None = None
+
+
+_FILE_NAMES = {"photo": "photo.jpg", "thumb": "thumb.jpg", "video": "video.mp4"}
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    # foreign_keys: SQLite ignores ON DELETE CASCADE without it. WAL + busy_timeout: the web server's
+    # threads, a job worker and `closetai ingest` may write at once; readers never block the writer.
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+class Store:
+    """Database + media folder. Create once per process; safe to share between threads."""
+
+    def __init__(self, url: str, media_root: str | os.PathLike):
+        self.url = url
+        self.media_root = Path(media_root).resolve()
+        self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    # -- schema -----------------------------------------------------------------------------------
+    def init_schema(self) -> None:
+        """Create missing tables and indexes (idempotent) and the media folder."""
+        self.media_root.mkdir(parents=True, exist_ok=True)
+        metadata.create_all(self.engine)
+        self.sweep_leftovers()
+
+    def sweep_leftovers(self, older_than_s: float = 3600) -> int:
+        """Remove temp/trash folders a killed process left behind. Only old ones: another process
+        (a worker, `closetai ingest`) may be writing a fresh one right now."""
+        import time
+
+        removed = 0
+        for parent in (self.media_root / ".tmp", self.media_root / ".trash"):
+            if not parent.is_dir():
+                continue
+            for child in parent.iterdir():
+                try:
+                    if time.time() - child.stat().st_mtime > older_than_s:
+                        shutil.rmtree(child, ignore_errors=True)
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+        return removed
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        from sqlalchemy.exc import OperationalError
+
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StoreError(f"database unavailable ({exc.orig}); try again shortly") from exc
+
+    # -- media paths ------------------------------------------------------------------------------
+    def media_path(self, relative: str | None) -> Path:
+        """Absolute path of a stored media file; refuses anything outside media_root."""
+        if not relative:
+            raise NotFound("no such media file")
+        path = (self.media_root / relative).resolve()
+        if not path.is_relative_to(self.media_root) or not path.is_file():
+            raise NotFound("no such media file")
+        return path
+
+    def _write_files(self, tmp_dir: Path, new: NewAnalysis, dets: list[NewDetection],
+                     trks: list[NewTrack]) -> None:
+        tmp_dir.mkdir(parents=True)
+        for key, data in new.files.items():
+            if key not in _FILE_NAMES:
+                raise ValueError(f"unknown media file kind {key!r}")
+            (tmp_dir / _FILE_NAMES[key]).write_bytes(data)
+        if any(d.crop_jpeg for d in dets) or any(t.crop_jpeg for t in trks):
+            (tmp_dir / "crops").mkdir()
+        for i, d in enumerate(dets):
+            if d.crop_jpeg:
+                (tmp_dir / "crops" / f"d{i}.jpg").write_bytes(d.crop_jpeg)
+        for t in trks:
+            if t.crop_jpeg:
+                (tmp_dir / "crops" / f"t{t.track_no}.jpg").write_bytes(t.crop_jpeg)
+
+    # -- writes -----------------------------------------------------------------------------------
+    def add_analysis(self, new: NewAnalysis, dets: list[NewDetection],
+                     trks: list[NewTrack] | None = None) -> int:
+        """Insert an analysis with its detections (and tracks), and its media files. Returns its id.
+
+        Files go to a hidden temporary folder first; rows are inserted in one transaction; the folder is
+        renamed into place before the commit. Any failure removes the folder and rolls the rows back.
+        """
+        if new.kind not in ("photo", "video"):
+            raise ValueError(f"kind must be 'photo' or 'video', not {new.kind!r}")
+        trks = trks or []
+        track_nos = {t.track_no for t in trks}
+        for d in dets:
+            if d.track_no is not None and d.track_no not in track_nos:
+                raise ValueError(f"detection refers to unknown track_no {d.track_no}")
+        now = utcnow()
+        day = now.strftime("%Y/%m/%d")
+        token = uuid.uuid4().hex
+        rel_dir = f"{new.kind}s/{day}/{token}"
+        final_dir = self.media_root / rel_dir
+        tmp_dir = self.media_root / ".tmp" / token
+        try:
+            self._write_files(tmp_dir, new, dets, trks)
+        except OSError as exc:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            raise StoreError(f"cannot write media files ({exc.strerror})") from exc
+        except BaseException:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            raise
+
+        def rel(key: str) -> str | None:
+            return f"{rel_dir}/{_FILE_NAMES[key]}" if key in new.files else None
+
+        moved = False
+        try:
+            with self._begin() as conn:
+                analysis_id = conn.execute(analyses.insert().values(
+                    kind=new.kind, source=new.source[:200], filename=new.filename[:255], sha256=new.sha256,
+                    width=int(new.width), height=int(new.height),
+                    captured_at=new.captured_at or now, captured_from="exif" if new.captured_at else "upload",
+                    created_at=now, model_name=new.model_name, taxonomy=new.taxonomy,
+                    min_score=float(new.min_score), media_dir=rel_dir, photo_path=rel("photo"),
+                    thumb_path=rel("thumb"), video_path=rel("video"), duration_s=new.duration_s,
+                    fps=new.fps, frame_count=new.frame_count,
+                )).inserted_primary_key[0]
+                track_ids: dict[int, int] = {}
+                for t in trks:
+                    track_ids[t.track_no] = conn.execute(tracks.insert().values(
+                        analysis_id=analysis_id, track_no=t.track_no, label=t.label, colour_name=t.colour_name,
+                        colour_hex=t.colour_hex, first_s=t.first_s, last_s=t.last_s, frames_seen=t.frames_seen,
+                        best_score=t.best_score,
+                        crop_path=f"{rel_dir}/crops/t{t.track_no}.jpg" if t.crop_jpeg else None,
+                    )).inserted_primary_key[0]
+                if dets:
+                    conn.execute(detections.insert(), [
+                        {"analysis_id": analysis_id, "idx": i,
+                         "track_id": track_ids.get(d.track_no) if d.track_no is not None else None,
+                         "frame_index": d.frame_index, "time_s": d.time_s, "label": d.label,
+                         "score": float(d.score), "x1": float(d.box[0]), "y1": float(d.box[1]),
+                         "x2": float(d.box[2]), "y2": float(d.box[3]),
+                         "mask_rle": json.dumps(d.mask_rle) if d.mask_rle else None,
+                         "colour_name": d.colour_name, "colour_hex": d.colour_hex,
+                         "colour_share": d.colour_share, "area_share": d.area_share,
+                         "crop_path": f"{rel_dir}/crops/d{i}.jpg" if d.crop_jpeg else None}
+                        for i, d in enumerate(dets)])
+                # Rename inside the transaction: if it fails the rows roll back; if the commit fails
+                # the except below moves the folder away again.
+                final_dir.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp_dir, final_dir)
+                moved = True
+        except BaseException as exc:
+            shutil.rmtree(final_dir if moved else tmp_dir, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot store media files ({exc.strerror})") from exc
+            raise
+        return int(analysis_id)
+
+    def delete_analysis(self, analysis_id: int) -> None:
+        """Remove an analysis, its detections, tracks, jobs (cascade) and its media folder."""
+        row = self.get_analysis_row(analysis_id)
+        folder = self.media_root / row["media_dir"]
+        trash = self.media_root / ".trash" / uuid.uuid4().hex
+        moved = False
+        if folder.is_dir() and folder.resolve().is_relative_to(self.media_root):
+            trash.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(folder, trash)  # atomic: the files vanish together, and come back if the rows stay
+            moved = True
+        try:
+            with self._begin() as conn:
+                # Explicit deletes as well as ON DELETE CASCADE: correct even where a database was
+                # created without foreign keys enforced.
+                conn.execute(detections.delete().where(detections.c.analysis_id == analysis_id))
+                conn.execute(tracks.delete().where(tracks.c.analysis_id == analysis_id))
+                conn.execute(jobs.delete().where(jobs.c.analysis_id == analysis_id))
+                conn.execute(analyses.delete().where(analyses.c.id == analysis_id))
+        except BaseException:
+            if moved:
+                os.replace(trash, folder)
+            raise
+        if moved:
+            shutil.rmtree(trash, ignore_errors=True)
+
+    # -- reads ------------------------------------------------------------------------------------
+    def get_analysis_row(self, analysis_id: int) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(analyses).where(analyses.c.id == analysis_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"analysis {analysis_id} not found")
+        return dict(row)
+
+    def get_analysis(self, analysis_id: int) -> dict[str, Any]:
+        """The analysis row plus "detections" (list of dicts, mask decoded from JSON) and "tracks"."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(analyses).where(analyses.c.id == analysis_id)).mappings().first()
+            if row is None:
+                raise NotFound(f"analysis {analysis_id} not found")
+            det_rows = conn.execute(select(detections).where(detections.c.analysis_id == analysis_id)
+                                    .order_by(detections.c.idx)).mappings().all()
+            trk_rows = conn.execute(select(tracks).where(tracks.c.analysis_id == analysis_id)
+                                    .order_by(tracks.c.track_no)).mappings().all()
+        out = dict(row)
+        out["detections"] = [_detection_dict(d) for d in det_rows]
+        out["tracks"] = [dict(t) for t in trk_rows]
+        return out
+
+    def get_detection(self, analysis_id: int, idx: int) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(detections).where(detections.c.analysis_id == analysis_id,
+                                                        detections.c.idx == idx)).mappings().first()
+        if row is None:
+            raise NotFound(f"detection {idx} of analysis {analysis_id} not found")
+        return _detection_dict(row)
+
+    def list_analyses(self, limit: int = 20, offset: int = 0, kind: str | None = None) -> list[dict[str, Any]]:
+        """Newest first, each with "n_detections" and "labels" (distinct, by count)."""
+        count = func.count(detections.c.id).label("n_detections")
+        query = (select(analyses, count).select_from(analyses.outerjoin(detections))
+                 .group_by(analyses.c.id).order_by(analyses.c.created_at.desc(), analyses.c.id.desc())
+                 .limit(limit).offset(offset))
+        if kind:
+            query = query.where(analyses.c.kind == kind)
+        with self.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(query).mappings()]
+            ids = [r["id"] for r in rows]
+            labels: dict[int, list[str]] = {i: [] for i in ids}
+            if ids:
+                lab = conn.execute(select(detections.c.analysis_id, detections.c.label, func.count())
+                                   .where(detections.c.analysis_id.in_(ids))
+                                   .group_by(detections.c.analysis_id, detections.c.label)
+                                   .order_by(func.count().desc(), detections.c.label))
+                for aid, label, _n in lab:
+                    labels[aid].append(label)
+        for r in rows:
+            r["labels"] = labels[r["id"]]
+        return rows
+
+    def count_analyses(self, kind: str | None = None) -> int:
+        query = select(func.count()).select_from(analyses)
+        if kind:
+            query = query.where(analyses.c.kind == kind)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def find_by_sha256(self, sha256: str) -> list[int]:
+        """Ids of analyses with this content hash (bulk ingest skips files it has seen)."""
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(select(analyses.c.id).where(analyses.c.sha256 == sha256)
+                                               .order_by(analyses.c.id))]
+
+    # -- jobs (video path; the runner lives elsewhere) --------------------------------------------
+    def create_job(self, kind: str, analysis_id: int | None = None, total: int | None = None,
+                   params: Mapping[str, Any] | None = None) -> int:
+        with self._begin() as conn:
+            return int(conn.execute(jobs.insert().values(
+                kind=kind, analysis_id=analysis_id, status="queued", done=0, total=total,
+                params=json.dumps(dict(params)) if params else None, created_at=utcnow(),
+            )).inserted_primary_key[0])
+
+    def update_job(self, job_id: int, **fields: Any) -> None:
+        """Update status/progress; stamps started_at, finished_at and heartbeat_at as status moves."""
+        allowed = {"status", "done", "total", "error", "analysis_id", "params"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"update_job: unknown fields {sorted(unknown)}")
+        if "status" in fields and fields["status"] not in JOB_STATUSES:
+            raise ValueError(f"update_job: status must be one of {JOB_STATUSES}")
+        if isinstance(fields.get("params"), Mapping):
+            fields["params"] = json.dumps(dict(fields["params"]))
+        now = utcnow()
+        values = dict(fields, heartbeat_at=now)
+        if fields.get("status") == "running":
+            values["started_at"] = now
+        if fields.get("status") in ("done", "failed"):
+            values["finished_at"] = now
+        with self._begin() as conn:
+            if conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values)).rowcount == 0:
+                raise NotFound(f"job {job_id} not found")
+
+    def get_job(self, job_id: int) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"job {job_id} not found")
+        out = dict(row)
+        out["params"] = json.loads(out["params"]) if out["params"] else {}
+        return out
+
+    def list_jobs(self, status: str | None = None) -> list[dict[str, Any]]:
+        query = select(jobs).order_by(jobs.c.id)
+        if status:
+            query = query.where(jobs.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def _detection_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    d = dict(row)
+    d["mask_rle"] = json.loads(d["mask_rle"]) if d["mask_rle"] else None
+    d["box"] = [d["x1"], d["y1"], d["x2"], d["y2"]]
+    return d
+
+
+def default_sqlite_url(instance_path: str | os.PathLike) -> str:
+    return f"sqlite:///{Path(instance_path).resolve() / 'closetai.sqlite'}"
