@@ -136,6 +136,36 @@ def _cmd_detect(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_video(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from closetai.evaluate import write_json_atomic
+    from closetai.predict import Predictor
+    from closetai.video import VideoLimits, probe_video
+    from closetai.videoanalysis import analyse_video
+
+    limits = VideoLimits(max_duration_s=a.max_duration, max_pixels=a.max_pixels)
+    probe_video(a.clip, limits)  # fail on bad input before the model loads
+    predictor = Predictor(a.model, device=a.device, min_score=a.min_score, threads=a.threads)
+    with tqdm(total=0, unit="frame", desc=Path(a.clip).name, disable=a.quiet) as bar:
+        def on_progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = analyse_video(predictor, a.clip, fps=a.fps or None, annotated_out=a.annotated,
+                               on_progress=on_progress, batch_size=a.batch_size, limits=limits,
+                               min_hits=a.min_hits, annotate_all_frames=a.all_frames)
+    write_json_atomic(result.to_json(), a.json)
+    counts = {}
+    for t in result.tracks:
+        counts[t.label] = counts.get(t.label, 0) + 1
+    print(f"{a.clip}: {len(result.frames)} frames analysed, {len(result.tracks)} garments"
+          + (f" ({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))})" if counts else ""), file=sys.stderr)
+    if result.error:
+        raise ClosetAIError(f"{result.error}; partial results written to {a.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="closetai", description="Find, segment and count clothing in photos and videos.")
     p.add_argument("--version", action="version", version=f"closetai {__version__}")
@@ -199,6 +229,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int)
     s.add_argument("--annotate", help="folder for annotated PNGs")
     s.set_defaults(func=_cmd_detect)
+
+    s = sub.add_parser("video", help="track garments in a clip -> JSON (tracks, frames, timeline) + annotated mp4")
+    s.add_argument("clip")
+    s.add_argument("--json", required=True, help="output JSON file")
+    s.add_argument("--annotated", help="write an annotated H.264 mp4 here")
+    s.add_argument("--all-frames", action="store_true",
+                   help="annotated video holds every frame (latest annotations), not just the analysed ones")
+    s.add_argument("--fps", type=float, default=5.0, help="analysis rate (0 = every frame)")
+    s.add_argument("--model")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--min-score", type=float)
+    s.add_argument("--threads", type=int)
+    s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--min-hits", type=int, default=2, help="drop tracks seen in fewer analysed frames")
+    s.add_argument("--max-duration", type=float, default=600.0, help="seconds")
+    s.add_argument("--max-pixels", type=int, default=3840 * 2160, help="per frame")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_video)
     return p
 
 

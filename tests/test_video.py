@@ -1,0 +1,415 @@
+"""Video engine end to end on clips generated here with PyAV: decode/sample, rotation, H.264 output,
+tracking, progress, bad inputs, and the `closetai video` CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from closetai.cli import main
+from closetai.detections import Detections, decode_mask
+from closetai.video import (
+    EmptyVideo,
+    H264Writer,
+    NotAVideo,
+    NoVideoStream,
+    VideoCorrupt,
+    VideoLimits,
+    VideoTooLarge,
+    iter_frames,
+    probe_video,
+)
+from closetai.videoanalysis import AnalysisCancelled, analyse_video
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CCP_PHOTO = SHARED / "data" / "ccp" / "photos" / "0010.jpg"
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "closetai-ccp15.pt"
+NAMES = ("top", "sweater", "outerwear", "vest", "dress", "skirt", "trousers", "jeans", "shorts", "footwear",
+         "bag", "hat", "sunglasses", "belt", "scarf")
+RED = (220, 30, 30)
+
+
+def write_clip(path: Path, frames, fps: int = 10, rotation: int | None = None, fmt: str | None = None,
+               codec: str = "libx264", faststart: bool = True) -> Path:
+    """Encode RGB frames; `rotation` stores a display matrix (degrees counter-clockwise, FFmpeg's
+    convention: a phone's "rotate 90" tag is -90)."""
+    frames = list(frames)
+    options = {"movflags": "+faststart"} if faststart and (fmt or path.suffix[1:]) in ("mp4", "mov") else {}
+    with av.open(str(path), "w", format=fmt, options=options) as c:
+        s = c.add_stream(codec, rate=fps)
+        s.height, s.width = frames[0].shape[:2]
+        s.pix_fmt = "yuv420p"
+        if rotation is not None:
+            s.set_display_rotation(rotation)
+        for rgb in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def panned_frames(n: int = 20, h: int = 96, w: int = 128, step: int = 3):
+    """A grey street with a red 'garment' moving right `step` px per frame over a textured background."""
+    rng = np.random.default_rng(0)
+    background = rng.integers(60, 160, size=(h, w + n * step, 3), dtype=np.uint8)
+    for i in range(n):
+        frame = background[:, i * step:i * step + w].copy()
+        frame[30:70, 20 + i * step:50 + i * step] = RED
+        yield frame
+
+
+class RedPredictor:
+    """A deterministic stand-in for the model: the red blob is a 'top'. Lets the engine's decode,
+    tracking, progress and output be tested exactly; the real model has its own test below."""
+
+    min_score = 0.5
+    class_names = NAMES
+    info = {"name": "red-finder", "taxonomy": "closetai-ccp-15", "device": "cpu"}
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict_batch(self, frames, min_score=None):
+        self.calls += 1
+        out = []
+        for rgb in frames:
+            red = ((rgb[..., 0] > 170) & (rgb[..., 1] < 90) & (rgb[..., 2] < 90)).astype(np.uint8)
+            n, labels, stats, _ = cv2.connectedComponentsWithStats(red)
+            blobs = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= 20]
+            if not blobs:
+                out.append(Detections.empty(NAMES, *rgb.shape[:2]))
+                continue
+            boxes = [[stats[i, 0], stats[i, 1], stats[i, 0] + stats[i, 2], stats[i, 1] + stats[i, 3]] for i in blobs]
+            out.append(Detections(boxes, [0.9] * len(blobs), [1] * len(blobs), NAMES,
+                                  masks=np.stack([labels == i for i in blobs])))
+        return out
+
+
+def decode_back(path: Path):
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(s)]
+        return s.codec_context.name, s.codec_context.pix_fmt, frames
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") or p.suffix == ".mp4")
+
+
+# --- decoding and sampling -------------------------------------------------------------------------
+
+def test_probe_reports_size_rate_duration(tmp_path):
+    clip = write_clip(tmp_path / "c.mp4", panned_frames(20), fps=10)
+    info = probe_video(clip)
+    assert (info.width, info.height, info.codec, info.rotation) == (128, 96, "h264", 0)
+    assert info.fps == pytest.approx(10)
+    assert info.frame_count == 20
+    assert info.duration_s == pytest.approx(2.0, abs=0.11)
+    assert not info.has_audio
+
+
+def test_frames_are_sampled_at_the_analysis_rate(tmp_path):
+    clip = write_clip(tmp_path / "c.mp4", panned_frames(60), fps=30)
+    frames = iter_frames(clip, fps=5)
+    assert not isinstance(frames, list)  # a generator: one frame in memory at a time
+    frames = list(frames)
+    assert [f.source_index for f in frames] == list(range(0, 60, 6))
+    assert [round(f.time, 3) for f in frames] == pytest.approx([i * 0.2 for i in range(10)], abs=1e-3)
+    assert frames[0].rgb.dtype == np.uint8 and frames[0].rgb.shape == (96, 128, 3)
+    assert len(list(iter_frames(clip, fps=None))) == 60
+    assert len(list(iter_frames(clip, fps=0))) == 60
+    assert probe_video(clip).sampled_count(5) == 10
+
+
+@pytest.mark.parametrize("rotation", [-90, 90, 180])
+def test_rotated_clip_comes_out_upright(tmp_path, rotation):
+    upright = np.full((64, 32, 3), 200, dtype=np.uint8)  # portrait, red band on top, blue at the left
+    upright[:12] = RED
+    upright[12:, :8] = (30, 30, 220)
+    # stored = upright turned the other way, as a phone held upright stores its sensor's landscape
+    stored = np.ascontiguousarray(np.rot90(upright, k=-rotation // 90))
+    clip = write_clip(tmp_path / "r.mp4", [stored] * 5, fps=5, rotation=rotation)
+    info = probe_video(clip)
+    assert (info.width, info.height) == (32, 64)
+    frame = next(iter_frames(clip, fps=None)).rgb
+    assert frame.shape == (64, 32, 3)
+    assert frame[3, 16, 0] > 170 and frame[3, 16, 2] < 90  # red on top
+    assert frame[40, 3, 2] > 170 and frame[40, 3, 0] < 90  # blue on the left
+    assert frame[40, 25, 0] == pytest.approx(200, abs=25)
+
+
+def test_rotated_clip_is_analysed_upright(tmp_path):
+    upright = list(panned_frames(10, h=128, w=96))
+    stored = [np.ascontiguousarray(np.rot90(f, k=1)) for f in upright]
+    clip = write_clip(tmp_path / "r.mp4", stored, fps=10, rotation=-90)
+    result = analyse_video(RedPredictor(), clip, fps=None)
+    assert (result.info.width, result.info.height) == (96, 128)
+    x1, y1, x2, y2 = result.frames[0].detections.xyxy[0]
+    assert (x1, y1, x2, y2) == pytest.approx((20, 30, 50, 70), abs=2)
+
+
+# --- writing --------------------------------------------------------------------------------------
+
+def test_writer_output_is_playable_h264_with_faststart(tmp_path):
+    out = tmp_path / "a.mp4"
+    with H264Writer(out, fps=5) as w:
+        for f in panned_frames(7, h=97, w=129):  # odd size: cropped to even for yuv420p
+            w.write(f)
+    codec, pix_fmt, frames = decode_back(out)
+    assert (codec, pix_fmt, len(frames)) == ("h264", "yuv420p", 7)
+    assert frames[0].shape == (96, 128, 3)
+    data = out.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")  # faststart: playable while downloading
+    assert leftovers(tmp_path) == ["a.mp4"]
+
+
+def test_writer_leaves_nothing_behind_on_failure(tmp_path):
+    out = tmp_path / "a.mp4"
+    with pytest.raises(RuntimeError), H264Writer(out, fps=5) as w:
+        w.write(next(panned_frames(1)))
+        raise RuntimeError("job failed")
+    assert leftovers(tmp_path) == []
+    with pytest.raises(Exception, match="no frames"), H264Writer(out, fps=5):
+        pass
+    assert leftovers(tmp_path) == []
+
+
+# --- the engine -----------------------------------------------------------------------------------
+
+def test_panned_garment_is_one_track_and_progress_reaches_total(tmp_path):
+    clip = write_clip(tmp_path / "pan.mp4", panned_frames(30), fps=15)
+    out = tmp_path / "ann.mp4"
+    calls = []
+    result = analyse_video(RedPredictor(), clip, fps=5, annotated_out=out, batch_size=4,
+                           on_progress=lambda d, t: calls.append((d, t)))
+    assert len(result.frames) == 10
+    assert calls[-1][0] == calls[-1][1] == 20  # 10 frames analysed + 10 written
+    assert [d for d, _ in calls] == list(range(1, 21))
+    assert result.complete and result.error is None
+    assert len(result.tracks) == 1
+    track = result.tracks[0]
+    assert (track.track_id, track.label, track.frames_seen) == (1, "top", 10)
+    assert track.first_seen_s == pytest.approx(0.0) and track.last_seen_s == pytest.approx(1.8, abs=0.01)
+    assert track.colour["name"] == "red"
+    assert track.crop.shape[:2] == (40, 30) and track.crop_jpeg()[:2] == b"\xff\xd8"
+    assert all(f.detections.track_ids.tolist() == [1] for f in result.frames)
+    assert result.timeline["counts"] == {"top": [1] * 10}
+    codec, _, frames = decode_back(out)
+    assert codec == "h264" and len(frames) == 10
+    # the annotation is drawn: the first frame differs from the plain decoded one
+    assert np.abs(frames[0].astype(int) - next(iter_frames(clip, fps=5)).rgb.astype(int)).mean() > 2
+    doc = json.loads(json.dumps(result.to_json()))
+    det = doc["frames"][3]["detections"][0]
+    assert det["track_id"] == 1 and det["label"] == "top"
+    assert decode_mask(det["mask"]).sum() == pytest.approx(40 * 30, rel=0.1)  # H.264 blurs edges
+
+
+def test_all_frames_annotated_output_holds_every_frame(tmp_path):
+    clip = write_clip(tmp_path / "pan.mp4", panned_frames(20), fps=10)
+    out = tmp_path / "ann.mp4"
+    result = analyse_video(RedPredictor(), clip, fps=5, annotated_out=out, annotate_all_frames=True)
+    assert len(result.frames) == 10 and result.annotated_mode == "all"
+    codec, _, frames = decode_back(out)
+    assert codec == "h264" and len(frames) == 20
+    assert probe_video(out).fps == pytest.approx(10)
+
+
+def test_flicker_shorter_than_min_hits_is_dropped(tmp_path):
+    frames = list(panned_frames(10))
+    for i in (4,):  # a one-frame red blob elsewhere: a false detection that must not count
+        frames[i] = frames[i].copy()
+        frames[i][5:20, 90:120] = RED
+    clip = write_clip(tmp_path / "f.mp4", frames, fps=5)
+    result = analyse_video(RedPredictor(), clip, fps=None, min_hits=2)
+    assert len(result.tracks) == 1
+    assert analyse_video(RedPredictor(), clip, fps=None, min_hits=1).tracks[0].frames_seen == 10
+
+
+def test_cancel_stops_and_leaves_no_output(tmp_path):
+    clip = write_clip(tmp_path / "pan.mp4", panned_frames(20), fps=10)
+    out = tmp_path / "ann.mp4"
+    predictor = RedPredictor()
+    with pytest.raises(AnalysisCancelled):
+        analyse_video(predictor, clip, fps=None, annotated_out=out, batch_size=2,
+                      should_stop=lambda: predictor.calls >= 2)
+    assert predictor.calls == 2
+    assert leftovers(tmp_path) == ["pan.mp4"]
+
+
+def test_tiny_model_through_the_real_predictor(tmp_path):
+    from closetai.model import build_model, save_model
+    from closetai.predict import Predictor
+
+    cfg = {"min_size": 128, "max_size": 256}
+    model_path = tmp_path / "tiny.pt"
+    save_model(build_model(len(NAMES) + 1, cfg), model_path, cfg,
+               {"name": "tiny", "taxonomy": "closetai-ccp-15", "classes": list(NAMES), "score_threshold": 0.0})
+    clip = write_clip(tmp_path / "pan.mp4", panned_frames(10), fps=5)
+    result = analyse_video(Predictor(model_path, device="cpu", threads=2), clip, fps=None, batch_size=3,
+                           annotated_out=tmp_path / "a.mp4")
+    assert len(result.frames) == 10 and result.complete
+    doc = json.loads(json.dumps(result.to_json()))
+    assert doc["analysis"]["model"]["name"] == "tiny"
+    for frame in doc["frames"]:
+        for det in frame["detections"]:
+            assert decode_mask(det["mask"]).shape == (96, 128)
+            assert det["track_id"] in {t["track_id"] for t in doc["tracks"]}
+    assert decode_back(tmp_path / "a.mp4")[0] == "h264"
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+@pytest.mark.skipif(not CCP_PHOTO.is_file(), reason="../shared CCP photos not present")
+@pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason="models/closetai-ccp15.pt not present")
+def test_shipped_model_counts_each_garment_once_on_a_ccp_clip(tmp_path):
+    from closetai.imageio import load_rgb
+    from closetai.predict import Predictor
+
+    photo, _ = load_rgb(CCP_PHOTO)
+    h, w = (photo.shape[0] - 40) // 2 * 2, (photo.shape[1] - 40) // 2 * 2
+    frames = [np.ascontiguousarray(photo[i * 4:i * 4 + h, i * 4:i * 4 + w]) for i in range(8)]  # slow pan
+    clip = write_clip(tmp_path / "ccp.mp4", frames, fps=5)
+    predictor = Predictor(SHIPPED_MODEL, device="cpu", threads=2)
+    first = predictor(frames[0])
+    calls = []
+    result = analyse_video(predictor, clip, fps=5, on_progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (8, 8)
+    assert len(result.frames) == 8
+    n_detections = sum(len(f.detections) for f in result.frames)
+    assert n_detections >= 8
+    # one track per garment, not one per frame: no more tracks than garments in the first frame
+    assert 1 <= len(result.tracks) <= len(first)
+    assert max(t.frames_seen for t in result.tracks) == 8
+    for label in {t.label for t in result.tracks}:
+        assert sum(t.label == label for t in result.tracks) <= max(1, first.labels.count(label))
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+def _assert_refused(clip: Path, error: type, match: str, tmp_path: Path, **kw):
+    out = tmp_path / "out" / "ann.mp4"
+    out.parent.mkdir(exist_ok=True)
+    with pytest.raises(error, match=match):
+        analyse_video(RedPredictor(), clip, annotated_out=out, **kw)
+    assert list(out.parent.iterdir()) == []
+
+
+def test_random_bytes_are_not_a_video(tmp_path):
+    clip = tmp_path / "noise.mp4"
+    clip.write_bytes(np.random.default_rng(1).bytes(4000))
+    _assert_refused(clip, NotAVideo, "not a video.*noise.mp4", tmp_path)
+
+
+def test_text_file_is_not_a_video(tmp_path):
+    clip = tmp_path / "notes.txt"
+    clip.write_text("my outfit today\n" * 50)
+    _assert_refused(clip, NotAVideo, "not a video.*notes.txt", tmp_path)
+
+
+def test_an_image_is_not_a_video(tmp_path):
+    from PIL import Image
+
+    clip = tmp_path / "photo.jpg"
+    Image.fromarray(next(panned_frames(1))).save(clip)
+    _assert_refused(clip, NotAVideo, "not a video", tmp_path)
+
+
+def test_missing_and_empty_files(tmp_path):
+    _assert_refused(tmp_path / "gone.mp4", NotAVideo, "no such video file", tmp_path)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    _assert_refused(tmp_path / "empty.mp4", NotAVideo, "empty file", tmp_path)
+
+
+def test_zero_frames(tmp_path):
+    for name, fmt, codec in (("zero.mp4", "mp4", "libx264"), ("zero.avi", "avi", "mpeg4")):
+        with av.open(str(tmp_path / name), "w", format=fmt) as c:
+            s = c.add_stream(codec, rate=10)
+            s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+            c.start_encoding()
+        _assert_refused(tmp_path / name, EmptyVideo, f"no frames.*{name}", tmp_path)
+
+
+def test_audio_only(tmp_path):
+    clip = tmp_path / "voice.m4a"
+    with av.open(str(clip), "w", format="mp4") as c:
+        s = c.add_stream("aac", rate=16000)
+        tone = (0.2 * np.sin(np.arange(16000) * 2 * np.pi * 440 / 16000)).astype(np.float32)[None]
+        for i in range(0, 16000, 1024):
+            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, i:i + 1024]), format="fltp", layout="mono")
+            f.sample_rate, f.pts = 16000, i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    _assert_refused(clip, NoVideoStream, "audio only", tmp_path)
+
+
+def test_absurd_resolution_and_duration_limits(tmp_path):
+    clip = write_clip(tmp_path / "c.mp4", panned_frames(20), fps=10)
+    _assert_refused(clip, VideoTooLarge, r"resolution 128x96 is above the limit of 10,000 pixels", tmp_path,
+                    limits=VideoLimits(max_pixels=10_000))
+    _assert_refused(clip, VideoTooLarge, "2 s long, above the limit of 1 s", tmp_path,
+                    limits=VideoLimits(max_duration_s=1))
+    assert VideoTooLarge.status == 413
+
+
+def test_truncated_clip_keeps_what_was_analysed(tmp_path):
+    rng = np.random.default_rng(2)  # noise frames: every frame costs bytes, so a cut lands midway
+    frames = [np.clip(f.astype(int) + rng.integers(-40, 40, f.shape), 0, 255).astype(np.uint8)
+              for f in panned_frames(30)]
+    full = write_clip(tmp_path / "full.mp4", frames, fps=10)
+    clip = tmp_path / "cut.mp4"
+    data = full.read_bytes()
+    clip.write_bytes(data[:len(data) // 2])
+    out = tmp_path / "ann.mp4"
+    result = analyse_video(RedPredictor(), clip, fps=None, annotated_out=out)
+    assert not result.complete
+    assert "truncated" in result.error and "cut.mp4" in result.error
+    assert 3 <= len(result.frames) < 30
+    assert len(result.tracks) == 1 and result.tracks[0].frames_seen == len(result.frames)
+    codec, _, written = decode_back(out)
+    assert codec == "h264" and len(written) == len(result.frames)
+    with pytest.raises(VideoCorrupt):
+        list(iter_frames(clip, fps=None))
+    # cut before the index (no faststart): nothing to analyse, refused outright
+    slow = write_clip(tmp_path / "slow.mp4", frames, fps=10, faststart=False)
+    (tmp_path / "slowcut.mp4").write_bytes(slow.read_bytes()[: slow.stat().st_size // 2])
+    _assert_refused(tmp_path / "slowcut.mp4", NotAVideo, "truncated", tmp_path)
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    clip = tmp_path / "notes.txt"
+    clip.write_text("not a clip")
+    code = main(["video", str(clip), "--json", str(tmp_path / "o.json"), "--annotated", str(tmp_path / "o.mp4"),
+                 "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.count("\n") == 0 and err.startswith("closetai: error: not a video")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_cli_writes_tracks_frames_and_timeline(tmp_path, capsys):
+    from closetai.model import build_model, save_model
+
+    cfg = {"min_size": 128, "max_size": 256}
+    save_model(build_model(len(NAMES) + 1, cfg), tmp_path / "tiny.pt", cfg,
+               {"name": "tiny", "taxonomy": "closetai-ccp-15", "classes": list(NAMES), "score_threshold": 0.3})
+    clip = write_clip(tmp_path / "pan.mp4", panned_frames(20), fps=10)
+    code = main(["video", str(clip), "--json", str(tmp_path / "o.json"), "--annotated", str(tmp_path / "o.mp4"),
+                 "--fps", "5", "--model", str(tmp_path / "tiny.pt"), "--device", "cpu", "--threads", "2"])
+    assert code == 0
+    doc = json.loads((tmp_path / "o.json").read_text())
+    assert set(doc) == {"video", "analysis", "tracks", "frames", "timeline"}
+    assert doc["analysis"]["frames_analysed"] == 10 and doc["analysis"]["fps"] == 5
+    assert len(doc["timeline"]["times_s"]) == 10
+    assert doc["analysis"]["annotated"]["frames"] == "sampled"
+    assert decode_back(tmp_path / "o.mp4")[0] == "h264"
+    assert "10 frames analysed" in capsys.readouterr().err
