@@ -1,0 +1,143 @@
+"""ClosetAI web app: `create_app(test_config=None)` (flaskr-style application factory).
+
+Run it:   python app.py                      (waitress on 127.0.0.1:5000; CLOSETAI_HOST / CLOSETAI_PORT)
+          flask --app app run                (Flask's development server)
+Schema:   flask --app app init-db            (also created on first start)
+
+Settings: defaults below < instance/config.py < environment (CLOSETAI_*) < test_config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+from flask import Flask
+
+from closetai.store import Store, default_sqlite_url
+from closetai.web import register
+
+log = logging.getLogger("closetai.app")
+
+# Environment variable -> (config key, type)
+_ENV = {
+    "CLOSETAI_MODEL": ("MODEL_PATH", str),
+    "CLOSETAI_DEVICE": ("DEVICE", str),
+    "CLOSETAI_DATABASE_URL": ("DATABASE_URL", str),
+    "CLOSETAI_MEDIA_ROOT": ("MEDIA_ROOT", str),
+    "CLOSETAI_MAX_UPLOAD_MB": ("MAX_UPLOAD_MB", float),
+    "CLOSETAI_MAX_PIXELS": ("MAX_PIXELS", int),
+    "CLOSETAI_MIN_SCORE": ("MIN_SCORE", float),
+    "CLOSETAI_THREADS": ("THREADS", int),
+    "CLOSETAI_SECRET_KEY": ("SECRET_KEY", str),
+}
+
+
+def _heic_supported() -> bool:
+    try:
+        import pillow_heif  # noqa: F401  (closetai.imageio registers it with Pillow)
+    except ImportError:
+        return False
+    return True
+
+
+def _env_overrides() -> dict[str, Any]:
+    out = {}
+    for var, (key, kind) in _ENV.items():
+        raw = os.environ.get(var)
+        if raw in (None, ""):
+            continue
+        try:
+            out[key] = kind(raw)
+        except ValueError:
+            raise SystemExit(f"closetai: {var}={raw!r} is not a valid {kind.__name__}") from None
+    return out
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app. test_config may set PREDICTOR (an already loaded Predictor, so tests load the model
+    once), INSTANCE_PATH, DATABASE_URL, MAX_UPLOAD_MB, MAX_PIXELS, MIN_SCORE, ..."""
+    test_config = dict(test_config or {})
+    instance_path = test_config.pop("INSTANCE_PATH", None) or os.environ.get("CLOSETAI_INSTANCE") or None
+    app = Flask(__name__, instance_relative_config=True, instance_path=instance_path and str(Path(instance_path).resolve()))
+    app.config.from_mapping(
+        SECRET_KEY="dev",
+        MODEL_PATH=None,  # None: closetai.predict's default (models/closetai-ccp15.pt)
+        DEVICE="auto",
+        THREADS=None,
+        DATABASE_URL=None,  # None: SQLite file in the instance folder
+        MEDIA_ROOT=None,  # None: <instance>/media
+        MAX_UPLOAD_MB=25.0,
+        MAX_PIXELS=40_000_000,
+        MIN_SCORE=None,  # None: the model file's default threshold
+        PREDICTOR=None,
+        HEIC_SUPPORTED=_heic_supported(),
+    )
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.update(_env_overrides())
+    app.config.update(test_config)
+    app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"] * 1_000_000)
+    if not app.testing:
+        app.logger.setLevel(logging.INFO)  # the startup line (model, device) must show under `flask run`
+
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    store = Store(app.config["DATABASE_URL"] or default_sqlite_url(app.instance_path),
+                  app.config["MEDIA_ROOT"] or Path(app.instance_path) / "media")
+    store.init_schema()
+    app.extensions["closetai.store"] = store
+    app.extensions["closetai.lock"] = threading.Lock()
+
+    predictor = app.config.pop("PREDICTOR", None)
+    if predictor is None:
+        from closetai.predict import Predictor
+
+        started = time.perf_counter()
+        predictor = Predictor(app.config["MODEL_PATH"], device=app.config["DEVICE"], threads=app.config["THREADS"])
+        # One pass on a blank photo-sized image: the first real upload should not pay for lazy kernel set-up.
+        predictor(np.zeros((832, 550, 3), dtype=np.uint8))
+        info = predictor.info
+        app.logger.info("model %s (%s, %d classes) loaded on %s in %.1f s", info["name"], info["taxonomy"],
+                        len(info["classes"]), info["device"], time.perf_counter() - started)
+    app.extensions["closetai.predictor"] = predictor
+
+    register(app)
+
+    @app.cli.command("init-db")
+    def init_db_command() -> None:
+        """Create the database tables and the media folder (idempotent)."""
+        store.init_schema()
+        click.echo(f"initialised the database: {_redact(store.url)}; media in {store.media_root}")
+
+    return app
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app()
+    app.logger.setLevel(logging.INFO)
+    host = os.environ.get("CLOSETAI_HOST", "127.0.0.1")
+    port = int(os.environ.get("CLOSETAI_PORT", "5000"))
+    info = app.extensions["closetai.predictor"].info
+    log.info("ClosetAI serving on http://%s:%d (model %s on %s)", host, port, info["name"], info["device"])
+    try:
+        from waitress import serve
+    except ImportError:
+        app.run(host=host, port=port)
+        return
+    serve(app, host=host, port=port, threads=4)
+
+
+if __name__ == "__main__":
+    main()

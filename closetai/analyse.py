@@ -1,0 +1,135 @@
+"""Photo analysis end to end: bytes -> image -> Detections -> colours, crops -> one stored analysis.
+
+Shared by the web upload and (later) `closetai ingest`, so both store exactly the same thing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import threading
+from contextlib import nullcontext
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from closetai.annotate import annotate
+from closetai.colour import dominant_colour
+from closetai.detections import Detections
+from closetai.imageio import DEFAULT_MAX_PIXELS, load_rgb
+from closetai.store import NewAnalysis, NewDetection, Store
+
+THUMB_SIDE = 320
+CROP_SIDE = 160
+
+
+def display_name(filename: str | None) -> str:
+    """A file name fit for display: last path component, no control characters, bounded length.
+
+    Only ever shown to people; media files are named by the store, never after the upload.
+    """
+    name = re.split(r"[\\/]", filename or "")[-1]
+    name = re.sub(r"[\x00-\x1f\x7f]", "", name).strip()
+    return name[:200] or "upload"
+
+
+def parse_exif_datetime(value: Any) -> datetime | None:
+    """EXIF "YYYY:MM:DD HH:MM:SS" -> datetime; None when absent or malformed (cameras write junk)."""
+    if not value:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "ignore")
+    try:
+        parsed = datetime.strptime(str(value).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+    return parsed if 1900 < parsed.year < 2200 else None
+
+
+def jpeg_bytes(rgb: np.ndarray, quality: int = 90, max_side: int | None = None) -> bytes:
+    img = Image.fromarray(rgb)
+    if max_side and max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _crop(rgb: np.ndarray, box: np.ndarray, pad: float = 0.08) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    px, py = (x2 - x1) * pad, (y2 - y1) * pad
+    x1, y1 = max(0, int(x1 - px)), max(0, int(y1 - py))
+    x2, y2 = min(w, int(np.ceil(x2 + px))), min(h, int(np.ceil(y2 + py)))
+    if x2 <= x1 or y2 <= y1:
+        return rgb[:1, :1]
+    return rgb[y1:y2, x1:x2]
+
+
+def describe(rgb: np.ndarray, dets: Detections) -> list[NewDetection]:
+    """Per detection: dominant colour of its mask, mask area share, crop thumbnail, RLE mask."""
+    area = float(rgb.shape[0] * rgb.shape[1])
+    rles = dets.mask_rles()
+    out = []
+    for i in range(len(dets)):
+        mask = dets.masks[i] if dets.masks is not None else None
+        colour = dominant_colour(rgb, mask) if mask is not None else None
+        out.append(NewDetection(
+            label=dets.labels[i], score=round(float(dets.scores[i]), 4),
+            box=tuple(round(float(v), 1) for v in dets.xyxy[i]),
+            mask_rle=rles[i] if rles else None,
+            colour_name=colour["name"] if colour else None, colour_hex=colour["hex"] if colour else None,
+            colour_share=colour["share"] if colour else None,
+            area_share=round(float(mask.sum()) / area, 5) if mask is not None else None,
+            crop_jpeg=jpeg_bytes(_crop(rgb, dets.xyxy[i]), quality=85, max_side=CROP_SIDE),
+        ))
+    return out
+
+
+def analyse_photo(data: bytes, filename: str | None, *, predictor, store: Store, source: str = "",
+                  max_pixels: int = DEFAULT_MAX_PIXELS, min_score: float | None = None,
+                  lock: threading.Lock | None = None) -> int:
+    """Decode, detect, describe and store one photo. Returns the new analysis id.
+
+    Raises BadImage / ImageTooLarge (nothing stored) for input that is not a usable image.
+    `lock` serialises inference: on a small CPU box two concurrent Mask R-CNN passes only thrash.
+    """
+    name = display_name(filename)
+    rgb, info = load_rgb(data, name, max_pixels=max_pixels)
+    with lock or nullcontext():
+        dets = predictor(rgb, min_score=min_score)
+    described = describe(rgb, dets)
+    meta = getattr(predictor, "info", {})
+    new = NewAnalysis(
+        kind="photo", filename=name, sha256=hashlib.sha256(data).hexdigest(),
+        width=int(rgb.shape[1]), height=int(rgb.shape[0]),
+        captured_at=parse_exif_datetime(info.get("exif_datetime")), source=(source or "").strip()[:200],
+        model_name=meta.get("name", ""), taxonomy=meta.get("taxonomy", ""),
+        min_score=float(predictor.min_score if min_score is None else min_score),
+        files={"photo": jpeg_bytes(rgb, quality=90), "thumb": jpeg_bytes(rgb, quality=80, max_side=THUMB_SIDE)},
+    )
+    return store.add_analysis(new, described)
+
+
+def stored_detections(analysis: dict[str, Any], class_names: tuple[str, ...]) -> Detections:
+    """Rebuild Detections from a stored analysis; labels the model no longer knows are appended."""
+    items = [{"label": d["label"], "score": d["score"], "box": d["box"], "mask": d["mask_rle"]}
+             for d in analysis["detections"]]
+    names = tuple(class_names) + tuple(sorted({it["label"] for it in items} - set(class_names)))
+    dets = Detections.from_json(items, names)
+    if dets.masks is None or not len(dets):
+        dets.masks = np.zeros((len(dets), analysis["height"], analysis["width"]), dtype=bool)
+    return dets
+
+
+def annotated_png(store: Store, analysis: dict[str, Any], class_names: tuple[str, ...]) -> bytes:
+    """The stored photo with masks, boxes and labels drawn by closetai.annotate, as PNG bytes."""
+    with Image.open(store.media_path(analysis["photo_path"])) as img:
+        rgb = np.asarray(img.convert("RGB"))
+    out = annotate(rgb, stored_detections(analysis, class_names))
+    buf = io.BytesIO()
+    Image.fromarray(out).save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()

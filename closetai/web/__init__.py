@@ -1,0 +1,138 @@
+"""Web layer: blueprints `pages` (HTML) and `api` (JSON under /api/v1), shared helpers and error pages.
+
+Nothing in closetai imports this package; app.py wires it to the store and the predictor.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flask import Flask, current_app, jsonify, render_template, request, url_for
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from closetai import ClosetAIError
+from closetai.annotate import class_colour
+from closetai.store import Store
+
+# Friendlier words than werkzeug's defaults for the statuses a user can meet.
+_HTTP_MESSAGES = {
+    404: "not found",
+    405: "method not allowed",
+}
+
+
+def store() -> Store:
+    return current_app.extensions["closetai.store"]
+
+
+def predictor():
+    return current_app.extensions["closetai.predictor"]
+
+
+def inference_lock() -> threading.Lock:
+    return current_app.extensions["closetai.lock"]
+
+
+def class_names() -> tuple[str, ...]:
+    return tuple(predictor().class_names)
+
+
+def class_colours() -> dict[str, str]:
+    """Per-class display colour, the same one closetai.annotate draws (ids are 1-based)."""
+    return {name: "#{:02x}{:02x}{:02x}".format(*class_colour(i)) for i, name in enumerate(class_names(), 1)}
+
+
+def analysis_json(a: dict[str, Any]) -> dict[str, Any]:
+    """A stored analysis in the `closetai detect` schema plus ids, colours, dates and links."""
+    aid = a["id"]
+    return {
+        "id": aid,
+        "kind": a["kind"],
+        "image": a["filename"],
+        "width": a["width"],
+        "height": a["height"],
+        "model": {"name": a["model_name"], "taxonomy": a["taxonomy"]},
+        "min_score": a["min_score"],
+        "source": a["source"],
+        "sha256": a["sha256"],
+        "captured_at": a["captured_at"].isoformat(timespec="seconds") + "Z" if a["captured_from"] == "upload"
+        else a["captured_at"].isoformat(timespec="seconds"),  # EXIF time is local, zone unknown
+        "captured_from": a["captured_from"],
+        "created_at": a["created_at"].isoformat(timespec="seconds") + "Z",
+        "urls": {
+            "self": url_for("api.get_analysis", analysis_id=aid),
+            "page": url_for("pages.result", analysis_id=aid),
+            "photo": url_for("pages.photo", analysis_id=aid),
+            "thumb": url_for("pages.thumb", analysis_id=aid),
+            "annotated": url_for("pages.annotated", analysis_id=aid),
+            "json": url_for("pages.download_json", analysis_id=aid),
+        },
+        "detections": [{
+            "id": d["id"],
+            "label": d["label"],
+            "score": d["score"],
+            "box": d["box"],
+            "mask": d["mask_rle"],
+            "colour": {"name": d["colour_name"], "hex": d["colour_hex"], "share": d["colour_share"]},
+            "area_share": d["area_share"],
+            "crop": url_for("pages.crop", analysis_id=aid, idx=d["idx"]) if d["crop_path"] else None,
+        } for d in a["detections"]],
+    }
+
+
+def analysis_summary(a: dict[str, Any]) -> dict[str, Any]:
+    """A row of the list endpoint and /history: no masks."""
+    return {
+        "id": a["id"], "kind": a["kind"], "image": a["filename"], "width": a["width"], "height": a["height"],
+        "source": a["source"], "created_at": a["created_at"].isoformat(timespec="seconds") + "Z",
+        "captured_at": a["captured_at"].isoformat(timespec="seconds"),
+        "model": {"name": a["model_name"], "taxonomy": a["taxonomy"]},
+        "detections": a["n_detections"], "labels": a["labels"],
+        "urls": {"self": url_for("api.get_analysis", analysis_id=a["id"]),
+                 "page": url_for("pages.result", analysis_id=a["id"]),
+                 "thumb": url_for("pages.thumb", analysis_id=a["id"])},
+    }
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def error_response(message: str, status: int):
+    if wants_json():
+        return jsonify(error=message), status
+    return render_template("error.html", message=message, status=status), status
+
+
+def register(app: Flask) -> None:
+    from closetai.web.api import bp as api_bp
+    from closetai.web.pages import bp as pages_bp
+
+    app.register_blueprint(pages_bp)
+    app.register_blueprint(api_bp)
+
+    @app.errorhandler(ClosetAIError)
+    def _closetai_error(exc: ClosetAIError):
+        status = int(getattr(exc, "status", 400))
+        if status >= 500:
+            app.logger.error("%s: %s", request.path, exc)
+        return error_response(str(exc), status)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc):
+        limit = app.config.get("MAX_CONTENT_LENGTH") or 0
+        return error_response(f"upload too large: the limit is {limit / 1e6:.3g} MB per file", 413)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        message = exc.description if exc.code not in _HTTP_MESSAGES else _HTTP_MESSAGES[exc.code]
+        if exc.code == 404 and not wants_json():
+            message = f"page not found: {request.path}"
+        return error_response(message, exc.code or 500)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        # The server stays up; the user gets one line, the log gets the traceback.
+        app.logger.exception("unhandled error on %s", request.path)
+        return error_response("internal error: the analysis failed; the details are in the server log", 500)
