@@ -367,3 +367,12 @@ def test_page_weight_is_small(client):
         assert res.status_code == 200
         total += len(res.data)
     assert total < 100_000
+
+
+def test_heic_upload_when_pillow_heif_is_installed(client):
+    pillow_heif = pytest.importorskip("pillow_heif", reason="pillow-heif not installed: HEIC is optional")
+    pillow_heif.register_heif_opener()
+    res = upload(client, encode(Image.fromarray(person(240, 160)), "HEIF", quality=90), "iphone.heic")
+    assert res.status_code == 201, res.get_json()
+    assert (res.get_json()["width"], res.get_json()["height"]) == (160, 240)
+    assert "image/heic" in client.get("/").get_data(as_text=True)
