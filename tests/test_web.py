@@ -376,3 +376,16 @@ def test_heic_upload_when_pillow_heif_is_installed(client):
     assert res.status_code == 201, res.get_json()
     assert (res.get_json()["width"], res.get_json()["height"]) == (160, 240)
     assert "image/heic" in client.get("/").get_data(as_text=True)
+
+
+def test_model_failure_is_a_clean_500(app, client, predictor, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("simulated: not enough memory")
+
+    monkeypatch.setattr(predictor, "predict_batch", out_of_memory)
+    res = upload(client, jpeg_of_person(), "ok.jpg")
+    assert res.status_code == 500
+    assert res.get_json() == {"error": "internal error: the analysis failed; the details are in the server log"}
+    assert row_counts(app) == (0, 0) and stored_files(app) == []
+    monkeypatch.undo()
+    assert upload(client, jpeg_of_person(), "ok.jpg").status_code == 201  # and the next upload works
