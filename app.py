@@ -34,6 +34,7 @@ _ENV = {
     "CLOSETAI_MAX_UPLOAD_MB": ("MAX_UPLOAD_MB", float),
     "CLOSETAI_MAX_PIXELS": ("MAX_PIXELS", int),
     "CLOSETAI_MIN_SCORE": ("MIN_SCORE", float),
+    "CLOSETAI_ANALYSIS_MAX_SIDE": ("ANALYSIS_MAX_SIDE", int),
     "CLOSETAI_THREADS": ("THREADS", int),
     "CLOSETAI_SECRET_KEY": ("SECRET_KEY", str),
 }
@@ -76,6 +77,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MAX_UPLOAD_MB=25.0,
         MAX_PIXELS=40_000_000,
         MIN_SCORE=None,  # None: the model file's default threshold
+        ANALYSIS_MAX_SIDE=1600,  # larger photos are analysed and stored downscaled; 0 keeps full size
         PREDICTOR=None,
         HEIC_SUPPORTED=_heic_supported(),
     )

@@ -13,6 +13,7 @@ from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -24,6 +25,9 @@ from closetai.store import NewAnalysis, NewDetection, Store
 
 THUMB_SIDE = 320
 CROP_SIDE = 160
+# The model looks at 512-1024 px anyway; pasting masks, colours and RLE at a phone's 12+ MP would cost
+# seconds for nothing a person can see. Photos above this long side are analysed and stored downscaled.
+ANALYSIS_MAX_SIDE = 1600
 
 
 def display_name(filename: str | None) -> str:
@@ -89,16 +93,29 @@ def describe(rgb: np.ndarray, dets: Detections) -> list[NewDetection]:
     return out
 
 
+def fit_long_side(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
+    """Downscale (area interpolation) so the long side is at most max_side; 0/None keeps the size."""
+    h, w = rgb.shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return rgb
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
 def analyse_photo(data: bytes, filename: str | None, *, predictor, store: Store, source: str = "",
                   max_pixels: int = DEFAULT_MAX_PIXELS, min_score: float | None = None,
-                  lock: threading.Lock | None = None) -> int:
+                  lock: threading.Lock | None = None, max_side: int | None = ANALYSIS_MAX_SIDE) -> int:
     """Decode, detect, describe and store one photo. Returns the new analysis id.
 
-    Raises BadImage / ImageTooLarge (nothing stored) for input that is not a usable image.
-    `lock` serialises inference: on a small CPU box two concurrent Mask R-CNN passes only thrash.
+    Photos with a long side above `max_side` are analysed and stored at that size (width, height, boxes
+    and masks all refer to the stored photo). Raises BadImage / ImageTooLarge (nothing stored) for input
+    that is not a usable image. `lock` serialises inference: on a small CPU box two concurrent
+    Mask R-CNN passes only thrash.
     """
     name = display_name(filename)
     rgb, info = load_rgb(data, name, max_pixels=max_pixels)
+    rgb = fit_long_side(rgb, max_side)
     with lock or nullcontext():
         dets = predictor(rgb, min_score=min_score)
     described = describe(rgb, dets)

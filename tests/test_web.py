@@ -389,3 +389,13 @@ def test_model_failure_is_a_clean_500(app, client, predictor, monkeypatch):
     assert row_counts(app) == (0, 0) and stored_files(app) == []
     monkeypatch.undo()
     assert upload(client, jpeg_of_person(), "ok.jpg").status_code == 201  # and the next upload works
+
+
+def test_large_photos_are_analysed_downscaled(make_app):
+    app = make_app(ANALYSIS_MAX_SIDE=400)
+    client = app.test_client()
+    body = upload(client, encode(Image.fromarray(person(960, 640)), "JPEG"), "phone.jpg").get_json()
+    assert (body["width"], body["height"]) == (267, 400)
+    assert all(d["mask"]["size"] == [400, 267] and d["box"][3] <= 400 for d in body["detections"])
+    with Image.open(io.BytesIO(client.get(body["urls"]["photo"]).data)) as im:
+        assert im.size == (267, 400)

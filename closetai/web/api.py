@@ -48,7 +48,7 @@ def create_photo_analysis() -> int:
     return analyse_photo(
         data, filename, predictor=predictor(), store=store(), source=request.form.get("source", ""),
         max_pixels=current_app.config["MAX_PIXELS"], min_score=current_app.config.get("MIN_SCORE"),
-        lock=inference_lock())
+        lock=inference_lock(), max_side=current_app.config["ANALYSIS_MAX_SIDE"])
 
 
 @bp.post("/analyses")
