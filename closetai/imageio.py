@@ -30,7 +30,7 @@ class ImageTooLarge(ClosetAIError):
     status = 413
 
 
-def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
+def _open(source: str | os.PathLike | bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     try:
         fp = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
     except OSError as exc:
@@ -39,7 +39,8 @@ def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
         return Image.open(fp)
     except Image.DecompressionBombError as exc:  # Pillow's own header check (> 2x its limit) fires first
         fp.close()
-        raise ImageTooLarge(f"image too large (decompression bomb guard): {name}") from exc
+        raise ImageTooLarge(f"image too large: over {2 * Image.MAX_IMAGE_PIXELS:,} pixels "
+                            f"(limit {max_pixels:,}; decompression bomb guard): {name}") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         fp.close()
         raise BadImage(f"not an image (unrecognised content): {name}") from exc
@@ -55,7 +56,7 @@ def load_rgb(source: str | os.PathLike | bytes, name: str | None = None,
     name = name or (Path(source).name if not isinstance(source, bytes) else "upload")
     if isinstance(source, bytes) and not source:
         raise BadImage(f"empty file: {name}")
-    img = _open(source, name)
+    img = _open(source, name, max_pixels)
     fmt = img.format  # exif_transpose returns a new image whose .format is None
     try:
         if img.format not in ALLOWED_FORMATS:
