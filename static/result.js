@@ -123,6 +123,18 @@
   slider.addEventListener("input", draw);
   window.addEventListener("resize", draw);
 
+  // Delete: the API removes rows and files; the button only exists for people with JavaScript.
+  const del = document.getElementById("delete");
+  del.hidden = false;
+  del.addEventListener("click", async function () {
+    if (!window.confirm("Delete this analysis, its photo and its " + analysis.detections.length + " items?")) return;
+    const response = await fetch(del.dataset.api, { method: "DELETE" });
+    if (response.status === 204) { window.location.assign(del.dataset.next); return; }
+    let message = "delete failed (HTTP " + response.status + ")";
+    try { message = (await response.json()).error || message; } catch (e) { /* not JSON */ }
+    window.alert(message);
+  });
+
   function ready() {
     draw();
     document.body.dataset.ready = "1";  // the browser test and bench wait for this

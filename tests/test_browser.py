@@ -106,6 +106,16 @@ def test_upload_photo_and_see_items(server, page):
     page.wait_for_selector("body[data-ready='1']", timeout=30_000)
     assert page.locator("#items .item").count() == total
 
+    # delete from the result page: confirmed, gone from the store and from the history
+    store = app.extensions["closetai.store"]
+    before = store.count_analyses()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#delete")
+    page.wait_for_url(base + "/history", timeout=30_000)
+    assert store.count_analyses() == before - 1
+    assert page.locator(f".history a[href='{result_path}']").count() == 0
+    assert page.request.get(base + result_path).status == 404
+
 
 def test_bad_upload_shows_message_and_server_stays_up(server, page, tmp_path):
     base, app = server
