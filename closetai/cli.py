@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-score", type=float)
     s.add_argument("--threads", type=int)
     s.add_argument("--batch-size", type=int, default=4)
-    s.add_argument("--min-hits", type=int, default=2, help="drop tracks seen in fewer analysed frames")
+    s.add_argument("--min-hits", type=int, default=3, help="drop tracks seen in fewer analysed frames")
     s.add_argument("--max-duration", type=float, default=600.0, help="seconds")
     s.add_argument("--max-pixels", type=int, default=3840 * 2160, help="per frame")
     s.add_argument("--quiet", action="store_true", help="no progress bar")

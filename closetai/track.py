@@ -10,7 +10,8 @@ ByteTrack's ideas kept:
 2. low-score detections (which a plain score threshold would drop) are then matched to the tracks
    still unmatched that were seen in the previous frame, so a garment whose score dips for a frame
    (motion blur, partial occlusion) keeps its track instead of flickering;
-3. a lost track is kept for `lost_buffer` frames, so a missed detection or two does not start a new
+3. new tracks need a higher score than matches (ByteTrack's new_track_thresh);
+4. a lost track is kept for `lost_buffer` frames, so a missed detection or two does not start a new
    track when the garment comes back.
 Changed for garments: a track never changes class (cross-class pairs are never matched), boxes are
 predicted with a damped constant-velocity model instead of a Kalman filter (at 5 fps the people in
@@ -52,8 +53,10 @@ class TrackerConfig:
     low_score: float = 0.1  # detections between low and high only extend existing tracks
     match_iou: float = 0.2  # first round: predicted box vs detection IoU needed to match
     low_match_iou: float = 0.4  # second round (low-score detections): stricter
+    new_track_score: float | None = None  # a new track needs this score; None: high_score + 0.1 (ByteTrack)
     lost_buffer: int = 10  # sampled frames a lost track can still be resumed (2 s at 5 fps)
     duplicate_iou: float = 0.6  # a high detection this close to a same-class matched track is a duplicate
+    nms_ios: float = 0.7  # same-class boxes mostly inside one another are one garment (see update)
     class_aware: bool = True
 
 
@@ -104,6 +107,13 @@ class GarmentTracker:
         self.frame += 1
         self.tracks = [t for t in self.tracks if self.frame - t.last_frame <= cfg.lost_buffer + 1]
         dets = detections[detections.scores >= cfg.low_score]
+        if len(dets) > 1 and cfg.nms_ios < 1:
+            # The model's own NMS is per class at IoU 0.5; it keeps a garment's partial duplicates
+            # (a bag and its flap, a dress and its skirt part) that are nested, not equal. Intersection
+            # over the smaller box catches those, and two real garments of one class (two shoes, two
+            # people's bags) are side by side, not nested.
+            predictions = np.column_stack([dets.xyxy, dets.scores, dets.class_ids])
+            dets = dets[sv.box_non_max_suppression(predictions, cfg.nms_ios, sv.OverlapMetric.IOS)]
         high = np.flatnonzero(dets.scores >= cfg.high_score)
         low = np.flatnonzero(dets.scores < cfg.high_score)
         det_track = np.zeros(len(dets), dtype=np.int64)  # 0 = no track
@@ -125,7 +135,10 @@ class GarmentTracker:
 
         # New tracks from unmatched high-score detections that do not duplicate a matched garment.
         matched_now = [t for t in self.tracks if t.track_id in matched_tracks]
+        new_score = cfg.high_score + 0.1 if cfg.new_track_score is None else cfg.new_track_score
         for i in high[det_track[high] == 0]:
+            if dets.scores[i] < new_score:
+                continue
             if matched_now:
                 overlap = self._iou(matched_now, dets, np.array([i]))[:, 0]
                 # _iou predicts from frame - last_frame = 0 here, i.e. the box just matched

@@ -218,7 +218,7 @@ def iter_frames(path: str | os.PathLike, fps: float | None = DEFAULT_ANALYSIS_FP
     coded_w, coded_h = (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
     every = not fps or fps >= info.fps
     container = _open(path)
-    source_index, yielded, last_time, next_tick = -1, 0, 0.0, 0
+    source_index, yielded, last_time, last_decoded, next_tick = -1, 0, 0.0, 0.0, 0
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -227,6 +227,7 @@ def iter_frames(path: str | os.PathLike, fps: float | None = DEFAULT_ANALYSIS_FP
             for frame in container.decode(stream):
                 source_index += 1
                 t = (frame.time - start) if frame.time is not None else source_index / info.fps
+                last_decoded = max(last_decoded, t)
                 if t > limits.max_duration_s + 1.0:
                     raise VideoTooLarge(f"video runs past the limit of {limits.max_duration_s:.0f} s: {name}")
                 if frame.width * frame.height > limits.max_pixels:
@@ -248,8 +249,8 @@ def iter_frames(path: str | os.PathLike, fps: float | None = DEFAULT_ANALYSIS_FP
         # A cut-off file can also just end early without a decode error; trust the header's duration
         # (with a second of slack for audio-padded or rounded containers).
         frame_step = 1.0 / info.fps
-        if info.duration_s - (last_time + frame_step) > max(1.0, 0.1 * info.duration_s):
-            raise VideoCorrupt(f"video ends at {last_time:.1f} s but declares {info.duration_s:.1f} s "
+        if info.duration_s - (last_decoded + frame_step) > max(1.0, 0.1 * info.duration_s):
+            raise VideoCorrupt(f"video ends at {last_decoded:.1f} s but declares {info.duration_s:.1f} s "
                                f"(truncated?): {name}", yielded, last_time)
     finally:
         container.close()

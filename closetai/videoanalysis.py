@@ -160,7 +160,7 @@ def _timeline(frames: list[FrameResult], class_names: tuple[str, ...]) -> dict[s
 
 def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAULT_ANALYSIS_FPS,
                   annotated_out: str | os.PathLike | None = None, on_progress: ProgressFn | None = None,
-                  batch_size: int = 4, *, limits: VideoLimits | None = None, min_hits: int = 2,
+                  batch_size: int = 4, *, limits: VideoLimits | None = None, min_hits: int = 3,
                   tracker: TrackerConfig | None = None, low_score: float = 0.1,
                   annotate_all_frames: bool = False,
                   should_stop: Callable[[], bool] | None = None) -> VideoResult:

@@ -111,3 +111,19 @@ def test_duplicate_detection_does_not_open_a_second_track():
     out = tracker.update(dets((10, 10, 110, 210, 0.9, 1), (14, 12, 112, 214, 0.6, 1)))
     assert out.track_ids.tolist() == [1]
     assert len(tracker.tracks) == 1
+
+
+def test_nested_same_class_duplicates_are_one_garment_other_classes_are_not():
+    tracker = GarmentTracker()
+    out = tracker.update(dets((100, 100, 300, 400, 0.9, 3),  # a bag
+                              (150, 250, 290, 390, 0.7, 3),  # its flap, detected again as a bag
+                              (160, 120, 280, 380, 0.8, 1)))  # a top inside the bag's box: other class
+    assert sorted(out.labels) == ["bag", "top"]
+    assert out.scores[out.labels.index("bag")] == np.float32(0.9)
+
+
+def test_new_track_needs_a_higher_score_than_a_match():
+    tracker = GarmentTracker(high_score=0.5)
+    assert len(tracker.update(dets((10, 10, 110, 210, 0.55, 1)))) == 0  # below 0.5 + 0.1
+    assert tracker.update(dets((10, 10, 110, 210, 0.65, 1))).track_ids.tolist() == [1]
+    assert tracker.update(dets((12, 10, 112, 210, 0.55, 1))).track_ids.tolist() == [1]  # but extends

@@ -127,6 +127,11 @@ def test_frames_are_sampled_at_the_analysis_rate(tmp_path):
     assert probe_video(clip).sampled_count(5) == 10
 
 
+def test_a_low_analysis_rate_is_not_mistaken_for_truncation(tmp_path):
+    clip = write_clip(tmp_path / "c.mp4", panned_frames(40), fps=10)  # 4 s; samples at 0 s only
+    assert [f.source_index for f in iter_frames(clip, fps=0.25)] == [0]
+
+
 @pytest.mark.parametrize("rotation", [-90, 90, 180])
 def test_rotated_clip_comes_out_upright(tmp_path, rotation):
     upright = np.full((64, 32, 3), 200, dtype=np.uint8)  # portrait, red band on top, blue at the left
@@ -286,6 +291,7 @@ def test_shipped_model_counts_each_garment_once_on_a_ccp_clip(tmp_path):
     # one track per garment, not one per frame: no more tracks than garments in the first frame
     assert 1 <= len(result.tracks) <= len(first)
     assert max(t.frames_seen for t in result.tracks) == 8
+    assert all(t.frames_seen >= 4 for t in result.tracks)  # each followed for at least half the clip
     for label in {t.label for t in result.tracks}:
         assert sum(t.label == label for t in result.tracks) <= max(1, first.labels.count(label))
 
