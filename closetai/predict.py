@@ -22,11 +22,34 @@ def default_model_path() -> Path:
     return Path(os.environ.get("CLOSETAI_MODEL", DEFAULT_MODEL))
 
 
+def suppress_cross_class(masks: torch.Tensor, labels: torch.Tensor, max_iou: float) -> torch.Tensor:
+    """Indices to keep so that no two kept masks of different classes overlap by mask IoU > max_iou.
+
+    torchvision's NMS is per class, so the same legs can come out as both "jeans" and "trousers";
+    counted twice, they would skew the trend report. Inputs are in descending score order (as
+    torchvision returns them), so the greedy pass keeps the more confident class.
+    """
+    n = len(masks)
+    if n < 2:
+        return torch.arange(n, device=masks.device)
+    flat = masks.reshape(n, -1).float()
+    inter = flat @ flat.T
+    area = flat.sum(dim=1)
+    iou = inter / (area[:, None] + area[None, :] - inter).clamp(min=1)
+    clash = (iou > max_iou) & (labels[:, None] != labels[None, :])
+    keep: list[int] = []
+    for i in range(n):
+        if not any(bool(clash[i, j]) for j in keep):
+            keep.append(i)
+    return torch.tensor(keep, dtype=torch.long, device=masks.device)
+
+
 class Predictor:
     """Loads a ClosetAI model file once. Thread-safe for inference (no state mutated per call)."""
 
     def __init__(self, model_path: str | os.PathLike | None = None, device: str = "auto",
-                 min_score: float | None = None, threads: int | None = None, min_size: int | None = None):
+                 min_score: float | None = None, threads: int | None = None, min_size: int | None = None,
+                 cross_class_iou: float = 0.6):
         self.model_path = Path(model_path) if model_path else default_model_path()
         self.device = pick_device(device)
         if threads:
@@ -38,6 +61,7 @@ class Predictor:
         self.class_names: tuple[str, ...] = tuple(self.meta["classes"])
         self.min_score = float(self.meta.get("score_threshold", 0.5) if min_score is None else min_score)
         self.timings: dict[str, float] = {}
+        self.cross_class_iou = cross_class_iou
 
     @property
     def info(self) -> dict[str, Any]:
@@ -59,11 +83,14 @@ class Predictor:
         t2 = time.perf_counter()
         results = []
         for out in outputs:
-            keep = out["scores"] >= thresh
+            keep = torch.nonzero(out["scores"] >= thresh).flatten()
+            masks = out["masks"][keep, 0] > 0.5
+            if self.cross_class_iou < 1.0:
+                kept = suppress_cross_class(masks, out["labels"][keep], self.cross_class_iou)
+                keep, masks = keep[kept], masks[kept]
             results.append(Detections(
                 out["boxes"][keep].float().cpu().numpy(), out["scores"][keep].float().cpu().numpy(),
-                out["labels"][keep].cpu().numpy(), self.class_names,
-                masks=(out["masks"][keep, 0] > 0.5).cpu().numpy()))
+                out["labels"][keep].cpu().numpy(), self.class_names, masks=masks.cpu().numpy()))
         t3 = time.perf_counter()
         self.timings = {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2}
         return results
