@@ -9,13 +9,21 @@ Everything here is pandas over that frame: no Flask, no SQL, no loops over rows.
 from __future__ import annotations
 
 import io
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
+import matplotlib
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from closetai import ClosetAIError
 from closetai.colour import palette_hex
+
+# Text stays text in the SVGs: glyphs as paths made a 15x25 heatmap ~1 MB and unselectable.
+matplotlib.rcParams["svg.fonttype"] = "none"
 
 ITEM_COLUMNS = ["analysis_id", "kind", "source", "captured_at", "label", "score", "colour_name", "colour_hex"]
 FREQ_NAMES = {"D": "day", "W": "week", "M": "month"}
@@ -25,6 +33,86 @@ def items_frame(rows: list[dict[str, Any]] | None = None) -> pd.DataFrame:
     df = pd.DataFrame(rows or [], columns=ITEM_COLUMNS)
     df["captured_at"] = pd.to_datetime(df["captured_at"])
     return df
+
+
+MEDIA_KINDS = ("photo", "video")
+PERIODS = {"day": "D", "week": "W", "month": "M"}
+
+
+class BadFilter(ClosetAIError):
+    """A report filter the user typed that cannot be understood (bad date, score outside 0-1, ...)."""
+
+    status = 400
+
+
+@dataclass(frozen=True)
+class ReportFilters:
+    """What the report is restricted to. Parsed from a URL query or the CLI; the store applies it in SQL."""
+
+    sources: tuple[str, ...] = ()
+    since: date | None = None
+    until: date | None = None
+    kind: str | None = None  # 'photo' | 'video' | None (both)
+    min_score: float | None = None
+    period: str | None = None  # 'day' | 'week' | 'month' | None (chosen from the date span)
+
+    @classmethod
+    def parse(cls, sources: Iterable[str] = (), since: str | None = None, until: str | None = None,
+              kind: str | None = None, min_score: str | float | None = None,
+              period: str | None = None) -> ReportFilters:
+        """Strings as typed (empty = no filter) -> filters; BadFilter with a message a user can act on."""
+        clean_sources = tuple(dict.fromkeys(s.strip() for s in sources if s and s.strip()))
+        since_d, until_d = _parse_day(since, "since"), _parse_day(until, "until")
+        if since_d and until_d and since_d > until_d:
+            raise BadFilter(f"date range is empty: since {since_d} is after until {until_d}")
+        kind = (kind or "").strip().lower() or None
+        if kind in ("all", "any"):
+            kind = None
+        if kind is not None and kind not in MEDIA_KINDS:
+            raise BadFilter(f"unknown media type {kind[:20]!r}: use photo or video (or leave it empty for both)")
+        score = None
+        if min_score not in (None, ""):
+            try:
+                score = float(min_score)
+            except (TypeError, ValueError):
+                raise BadFilter(f"minimum confidence {str(min_score)[:20]!r} is not a number between 0 and 1") from None
+            if not (math.isfinite(score) and 0.0 <= score <= 1.0):
+                raise BadFilter(f"minimum confidence must be between 0 and 1, not {str(min_score)[:20]}")
+        period = (period or "").strip().lower() or None
+        if period == "auto":
+            period = None
+        if period is not None and period not in PERIODS:
+            raise BadFilter(f"unknown period {period[:20]!r}: use day, week or month")
+        return cls(clean_sources, since_d, until_d, kind, score, period)
+
+    def store_args(self) -> dict[str, Any]:
+        """Keyword arguments for Store.report_items / report_count_analyses."""
+        return {"sources": list(self.sources) or None, "since": self.since, "until": self.until,
+                "kind": self.kind}
+
+    def query(self) -> list[tuple[str, str]]:
+        """The filters as URL query pairs (only those set), so a link reproduces the report."""
+        pairs = [("source", s) for s in self.sources]
+        for key, value in (("since", self.since), ("until", self.until), ("kind", self.kind),
+                           ("min_score", self.min_score), ("period", self.period)):
+            if value is not None:
+                pairs.append((key, str(value)))
+        return pairs
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-friendly, recorded in the report and its exports."""
+        return {"sources": list(self.sources), "since": self.since and self.since.isoformat(),
+                "until": self.until and self.until.isoformat(), "kind": self.kind,
+                "min_score": self.min_score, "period": self.period}
+
+
+def _parse_day(value: str | None, name: str) -> date | None:
+    if value is None or not str(value).strip():
+        return None
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise BadFilter(f"{name}: {str(value)[:30]!r} is not a date; use YYYY-MM-DD") from None
 
 
 @dataclass
@@ -227,7 +315,72 @@ CHARTS = {
 }
 
 
+def chart_table(report: Report, name: str) -> pd.DataFrame:
+    """The table a chart draws (empty: the chart has nothing to show)."""
+    return {"popular": report.popular, "over_time": report.over_time, "colours": report.colours,
+            "top_colours": report.top_colours, "pairs": report.pairs}[name]
+
+
+def _placeholder(name: str, fmt: str) -> bytes:
+    fig = _figure(7.5, 1.6)
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, f"{CHARTS[name][1]}: no garments match these filters", ha="center", va="center",
+            fontsize=11, color="#6b7080")
+    return _render(fig, fmt)
+
+
 def render_chart(report: Report, name: str, fmt: str = "svg") -> bytes:
+    """One chart as SVG or PNG bytes; a short 'nothing to show' image when its table is empty."""
     if name not in CHARTS:
         raise KeyError(name)
+    if fmt not in ("svg", "png"):
+        raise ValueError(f"chart format must be svg or png, not {fmt!r}")
+    if chart_table(report, name).empty:
+        return _placeholder(name, fmt)
     return CHARTS[name][0](report, fmt)
+
+
+def _listing(names: Iterable[str], values: Iterable[str], limit: int = 5) -> str:
+    parts = [f"{n} {v}" for n, v in zip(names, values, strict=False)]
+    more = f", and {len(parts) - limit} more" if len(parts) > limit else ""
+    return ", ".join(parts[:limit]) + more
+
+
+def chart_alt(report: Report, name: str) -> str:
+    """Alt text: what the chart shows in words, the leading values included (screen readers, no images)."""
+    title = CHARTS[name][1]
+    if chart_table(report, name).empty:
+        return f"{title}: no garments match these filters."
+    if name == "popular":
+        p = report.popular
+        return (f"Bar chart of garments per class, {report.n_items} garments in {report.n_analyses} analyses: "
+                + _listing(p["label"], [f"{c} ({s:.0%} of analyses)" for c, s in
+                                         zip(p["count"], p["share_of_analyses"], strict=True)]) + ".")
+    if name == "over_time":
+        periods = sorted(report.over_time["period"].unique())
+        last = report.over_time[report.over_time["period"] == periods[-1]].sort_values("share", ascending=False)
+        return (f"Stacked shares of each class per {FREQ_NAMES[report.freq]}, {len(periods)} periods from "
+                f"{periods[0]} to {periods[-1]}. In {periods[-1]}: "
+                + _listing(last["label"], [f"{v:.0%}" for v in last["share"]]) + ".")
+    if name == "colours":
+        long = report_tables(report)["colours"].sort_values("count", ascending=False)
+        return ("Heatmap of garments per class and dominant colour; most frequent combinations: "
+                + _listing(long["colour_name"] + " " + long["label"], long["count"].astype(str)) + ".")
+    if name == "top_colours":
+        t = report.top_colours
+        return ("Bar chart of garments per dominant colour, bars in the colour itself: "
+                + _listing(t["colour_name"], [f"{c} ({s:.0%})" for c, s in zip(t["count"], t["share"], strict=True)])
+                + ".")
+    pairs = report.pairs
+    return ("Bar chart of the class pairs most often found in the same photo or clip: "
+            + _listing(pairs["label_a"] + " + " + pairs["label_b"], pairs["analyses"].astype(str)) + ".")
+
+
+def load_report(store: Any, filters: ReportFilters | None = None) -> Report:
+    """Query a closetai.store.Store (duck-typed: this module stays SQL-free) and aggregate."""
+    filters = filters or ReportFilters()
+    args = filters.store_args()
+    items = store.report_items(**args, min_score=filters.min_score)
+    n_analyses = store.report_count_analyses(**args)
+    return build_report(items, n_analyses, freq=PERIODS.get(filters.period or ""), filters=filters.describe())

@@ -22,9 +22,9 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     CheckConstraint,
@@ -42,10 +42,14 @@ from sqlalchemy import (
     event,
     func,
     select,
+    union_all,
 )
 from sqlalchemy.engine import Connection, Engine
 
 from closetai import ClosetAIError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class NotFound(ClosetAIError):
@@ -464,6 +468,58 @@ class Store:
             return [r[0] for r in conn.execute(select(analyses.c.id).where(analyses.c.sha256 == sha256)
                                                .order_by(analyses.c.id))]
 
+    # -- trend report (closetai.report aggregates what these return) -----------------------------
+    def report_items(self, sources: list[str] | None = None, since: date | None = None,
+                     until: date | None = None, kind: str | None = None,
+                     min_score: float | None = None) -> pd.DataFrame:
+        """One row per counted garment (closetai.report.ITEM_COLUMNS), every filter applied in SQL.
+
+        Photos count each detection (score >= min_score); videos count each track once, with its best
+        score. `since`/`until` are inclusive calendar days on captured_at.
+        """
+        import pandas as pd
+
+        a = analyses.c
+        photo = (select(a.id.label("analysis_id"), a.kind, a.source, a.captured_at, detections.c.label,
+                        detections.c.score, detections.c.colour_name, detections.c.colour_hex)
+                 .select_from(detections.join(analyses, detections.c.analysis_id == a.id))
+                 .where(a.kind == "photo", *_analysis_filters(sources, since, until)))
+        video = (select(a.id.label("analysis_id"), a.kind, a.source, a.captured_at, tracks.c.label,
+                        tracks.c.best_score.label("score"), tracks.c.colour_name, tracks.c.colour_hex)
+                 .select_from(tracks.join(analyses, tracks.c.analysis_id == a.id))
+                 .where(a.kind == "video", *_analysis_filters(sources, since, until)))
+        if min_score is not None:
+            photo = photo.where(detections.c.score >= min_score)
+            video = video.where(tracks.c.best_score >= min_score)
+        parts = [q for k, q in (("photo", photo), ("video", video)) if kind in (None, k)]
+        query = parts[0] if len(parts) == 1 else union_all(*parts)
+        with self.engine.connect() as conn:
+            df = pd.read_sql(query, conn)
+        df["captured_at"] = pd.to_datetime(df["captured_at"])
+        return df
+
+    def report_count_analyses(self, sources: list[str] | None = None, since: date | None = None,
+                              until: date | None = None, kind: str | None = None) -> int:
+        """Analyses matching the report's filters, with or without garments (the share denominator)."""
+        query = select(func.count()).select_from(analyses).where(*_analysis_filters(sources, since, until))
+        if kind:
+            query = query.where(analyses.c.kind == kind)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def count_detections(self, analysis_id: int) -> int:
+        """Detections stored for one analysis (ingest's summary line)."""
+        query = select(func.count()).select_from(detections).where(detections.c.analysis_id == analysis_id)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def report_sources(self) -> list[str]:
+        """Distinct non-empty source labels, for the report's filter form."""
+        query = (select(analyses.c.source).where(analyses.c.source != "").distinct()
+                 .order_by(analyses.c.source))
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(query)]
+
     # -- jobs (video path; the runner lives elsewhere) --------------------------------------------
     def create_job(self, kind: str, analysis_id: int | None = None, total: int | None = None,
                    params: Mapping[str, Any] | None = None) -> int:
@@ -515,6 +571,18 @@ def _detection_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     d["mask_rle"] = json.loads(d["mask_rle"]) if d["mask_rle"] else None
     d["box"] = [d["x1"], d["y1"], d["x2"], d["y2"]]
     return d
+
+
+def _analysis_filters(sources: list[str] | None, since: date | None, until: date | None) -> list:
+    """WHERE clauses on analyses shared by the report queries. `until` is inclusive: < the next day."""
+    clauses = []
+    if sources:
+        clauses.append(analyses.c.source.in_(list(sources)))
+    if since is not None:
+        clauses.append(analyses.c.captured_at >= datetime.combine(since, datetime.min.time()))
+    if until is not None:
+        clauses.append(analyses.c.captured_at < datetime.combine(until + timedelta(days=1), datetime.min.time()))
+    return clauses
 
 
 def default_sqlite_url(instance_path: str | os.PathLike) -> str:
