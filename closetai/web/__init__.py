@@ -108,9 +108,11 @@ def error_response(message: str, status: int):
 def register(app: Flask) -> None:
     from closetai.web.api import bp as api_bp
     from closetai.web.pages import bp as pages_bp
+    from closetai.web.report import bp as report_bp
 
     app.register_blueprint(pages_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(report_bp)
 
     @app.errorhandler(ClosetAIError)
     def _closetai_error(exc: ClosetAIError):
