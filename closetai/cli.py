@@ -147,7 +147,7 @@ def _cmd_video(a: argparse.Namespace) -> int:
 
     limits = VideoLimits(max_duration_s=a.max_duration, max_pixels=a.max_pixels)
     probe_video(a.clip, limits)  # fail on bad input before the model loads
-    predictor = Predictor(a.model, device=a.device, min_score=a.min_score, threads=a.threads)
+    predictor = Predictor(a.model, device=a.device, min_score=a.min_score, threads=a.threads, min_size=a.min_size)
     with tqdm(total=0, unit="frame", desc=Path(a.clip).name, disable=a.quiet) as bar:
         def on_progress(done: int, total: int) -> None:
             bar.total = total
@@ -337,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-score", type=float)
     s.add_argument("--threads", type=int)
     s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--min-size", type=int, help="inference short side (default: the model's); smaller is faster")
     s.add_argument("--min-hits", type=int, default=3, help="drop tracks seen in fewer analysed frames")
     s.add_argument("--max-duration", type=float, default=600.0, help="seconds")
     s.add_argument("--max-pixels", type=int, default=3840 * 2160, help="per frame")

@@ -254,6 +254,8 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
                 batch = []
     except VideoCorrupt as exc:
         error = str(exc)
+    finally:
+        frames_iter.close()  # on cancel/abort: release the decoder now, not at garbage collection
     if batch:
         check_stop()
         run_batch(batch)
