@@ -46,6 +46,26 @@ class IngestSummary:
         return ("interrupted: " if self.interrupted else "") + ", ".join(parts)
 
 
+class _LazyPredictor:
+    """Loads the model on first use: re-running over a finished folder (or one whose only new files are
+    unreadable, which fail at decoding, before inference) never pays the seconds a model load takes."""
+
+    def __init__(self, factory: Callable[[], object]):
+        self._factory = factory
+        self._predictor = None
+
+    def _get(self):
+        if self._predictor is None:
+            self._predictor = self._factory()
+        return self._predictor
+
+    def __call__(self, *args, **kwargs):
+        return self._get()(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._get(), name)
+
+
 def find_media(folder: str | os.PathLike, recursive: bool = False, pattern: str | None = None,
                ) -> tuple[list[Path], list[Path]]:
     """(photos, videos) in the folder, by suffix, sorted by path so runs and resumes go in one order.
@@ -70,8 +90,7 @@ def ingest_folder(folder: str | os.PathLike, store: Store, predictor_factory: Ca
                   ) -> IngestSummary:
     """Analyse and store each new photo; returns what happened to every file.
 
-    `predictor_factory` is called only when a first new photo turns up, so a re-run over a finished
-    folder does not pay for loading the model. `progress` wraps the file iterator (e.g. tqdm).
+    `predictor_factory` is called only when a first new, decodable photo turns up. `progress` wraps the file iterator (e.g. tqdm).
     KeyboardInterrupt stops the run cleanly: the summary so far is returned with interrupted=True.
     """
     photos, videos = find_media(folder, recursive, pattern)
@@ -80,7 +99,7 @@ def ingest_folder(folder: str | os.PathLike, store: Store, predictor_factory: Ca
     if not photos and not videos:
         raise IngestError(f"no photos in {folder} (looked for {', '.join(sorted(PHOTO_SUFFIXES))})")
     summary = IngestSummary(videos_skipped=videos)
-    predictor = None
+    predictor = _LazyPredictor(predictor_factory)
     extra = {} if max_side is None else {"max_side": max_side}
     files: Iterator[Path] = iter(photos)
     if progress is not None:
@@ -95,8 +114,6 @@ def ingest_folder(folder: str | os.PathLike, store: Store, predictor_factory: Ca
             if store.find_by_sha256(hashlib.sha256(data).hexdigest()):
                 summary.already.append(path)
                 continue
-            if predictor is None:
-                predictor = predictor_factory()
             try:
                 analysis_id = analyse_photo(data, path.name, predictor=predictor, store=store, source=source,
                                             min_score=min_score, **extra)

@@ -194,7 +194,9 @@ def to_csv(report: Report) -> str:
     """One CSV: a `table` column names the chart each row belongs to."""
     frames = []
     for name, table in report_tables(report).items():
-        frames.append(table.assign(table=name))
+        # Nullable ints: the concat pads other tables' columns with NaN, which turned counts into "8.0".
+        ints = {c: "Int64" for c in table.select_dtypes("integer").columns}
+        frames.append(table.astype(ints).assign(table=name))
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     cols = ["table"] + [c for c in out.columns if c != "table"]
     return out[cols].to_csv(index=False)

@@ -1,0 +1,282 @@
+"""Report queries on a real SQLite file with hand-built rows, and the /report page and exports.
+
+No model is needed: analyses are stored through Store.add_analysis directly, with known answers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from datetime import date, datetime
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app import create_app
+from closetai.report import ReportFilters, load_report, report_tables
+from closetai.store import NewAnalysis, NewDetection, NewTrack, Store, default_sqlite_url
+from closetai.web.report import TABLE_COLUMNS
+
+
+class NoModel:
+    """The report never runs the model; create_app only needs something in PREDICTOR's place."""
+
+    class_names = ("jeans", "top", "footwear", "outerwear")
+    min_score = 0.5
+    info = {"name": "none", "taxonomy": "test", "device": "cpu", "classes": list(class_names)}
+
+
+def photo(source: str, when: str, sha: str) -> NewAnalysis:
+    return NewAnalysis(kind="photo", filename=f"{sha}.jpg", sha256=sha, width=100, height=100,
+                       captured_at=datetime.fromisoformat(when), source=source)
+
+
+def det(label: str, score: float, colour: str = "navy", **kw) -> NewDetection:
+    return NewDetection(label=label, score=score, box=(0, 0, 10, 10), colour_name=colour, colour_hex="#123456", **kw)
+
+
+def seed_known(store: Store) -> None:
+    """A1 photo milan Jan 1: jeans .9, top .4, footwear .8 | A2 photo paris Jan 5: jeans .7, outerwear .95
+    A3 video milan Jan 3 15:00: track jeans (best .85, 5 detections), track top (best .6, 3 detections)
+    A4 photo milan Jan 2: nothing found."""
+    store.add_analysis(photo("milan", "2026-01-01 10:00", "a1"),
+                       [det("jeans", .9), det("top", .4, "white"), det("footwear", .8, "black")])
+    store.add_analysis(photo("paris", "2026-01-05 09:00", "a2"),
+                       [det("jeans", .7, "denim"), det("outerwear", .95, "beige")])
+    clip = NewAnalysis(kind="video", filename="c.mp4", sha256="a3", width=720, height=1280,
+                       captured_at=datetime(2026, 1, 3, 15), source="milan", duration_s=10, fps=5, frame_count=50)
+    tracks = [NewTrack(1, "jeans", 0, 4, 5, .85, "navy", "#123456"), NewTrack(2, "top", 1, 3, 3, .6, "white", "#ffffff")]
+    dets = [det("jeans", .5 + .07 * i, track_no=1, frame_index=i) for i in range(5)]
+    dets += [det("top", .6, "white", track_no=2, frame_index=i) for i in range(3)]
+    store.add_analysis(clip, dets, tracks)
+    store.add_analysis(photo("milan", "2026-01-02 12:00", "a4"), [])
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(default_sqlite_url(tmp_path), tmp_path / "media")
+    s.init_schema()
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def known(store):
+    seed_known(store)
+    return store
+
+
+def counts(store: Store, **filters) -> tuple[int, int, dict[str, int]]:
+    items = store.report_items(**filters)
+    n = store.report_count_analyses(**{k: v for k, v in filters.items() if k != "min_score"})
+    return len(items), n, items["label"].value_counts().to_dict()
+
+
+def test_all_garments_video_tracks_once(known):
+    n_items, n_analyses, by_label = counts(known)
+    assert (n_items, n_analyses) == (7, 4)
+    assert by_label == {"jeans": 3, "top": 2, "footwear": 1, "outerwear": 1}  # 5 jeans detections, 1 track
+    items = known.report_items()
+    video = items[items["kind"] == "video"].set_index("label")
+    assert video.loc["jeans", "score"] == pytest.approx(.85)  # the track's best score, not a detection's
+    assert list(items.columns) == ["analysis_id", "kind", "source", "captured_at", "label", "score",
+                                   "colour_name", "colour_hex"]
+
+
+@pytest.mark.parametrize("filters, expected", [
+    ({"sources": ["milan"]}, (5, 3)),
+    ({"sources": ["paris"]}, (2, 1)),
+    ({"sources": ["milan", "paris"]}, (7, 4)),
+    ({"sources": ["nowhere"]}, (0, 0)),
+    ({"since": date(2026, 1, 3)}, (4, 2)),
+    ({"until": date(2026, 1, 3)}, (5, 3)),  # inclusive: the clip at 15:00 on Jan 3 counts
+    ({"since": date(2026, 1, 2), "until": date(2026, 1, 2)}, (0, 1)),  # the empty photo only
+    ({"kind": "video"}, (2, 1)),
+    ({"kind": "photo"}, (5, 3)),
+    ({"min_score": .75}, (4, 4)),  # analyses without garments above it still count as analysed
+    ({"kind": "video", "min_score": .7}, (1, 1)),
+])
+def test_each_filter_changes_the_counts(known, filters, expected):
+    n_items, n_analyses, _ = counts(known, **filters)
+    assert (n_items, n_analyses) == expected
+
+
+def test_sources_for_the_form(known):
+    known.add_analysis(photo("", "2026-01-06 10:00", "a5"), [])
+    assert known.report_sources() == ["milan", "paris"]
+
+
+def test_filters_parse_and_reject():
+    f = ReportFilters.parse(["milan", " milan ", ""], "2026-01-01", "2026-01-31", "Photo", "0.5", "week")
+    assert f == ReportFilters(("milan",), date(2026, 1, 1), date(2026, 1, 31), "photo", 0.5, "week")
+    assert dict(f.query())["min_score"] == "0.5"
+    assert ReportFilters.parse() == ReportFilters()
+    from closetai.report import BadFilter
+
+    for bad in [dict(since="2026-13-01"), dict(until="yesterday"), dict(min_score="1.5"), dict(min_score="-0.1"),
+                dict(min_score="nan"), dict(min_score="high"), dict(kind="gif"), dict(period="year"),
+                dict(since="2026-02-01", until="2026-01-01")]:
+        with pytest.raises(BadFilter):
+            ReportFilters.parse(**bad)
+
+
+def test_load_report_applies_min_score_and_period(known):
+    r = load_report(known, ReportFilters(min_score=.75, period="month"))
+    assert r.n_items == 4 and r.n_analyses == 4 and r.freq == "M"
+    assert r.filters["min_score"] == .75
+
+
+# ---- web ----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def make_client(tmp_path):
+    def make():
+        app = create_app({"TESTING": True, "PREDICTOR": NoModel(), "INSTANCE_PATH": tmp_path / "instance"})
+        return app, app.test_client()
+    return make
+
+
+class Tables(HTMLParser):
+    """Collects data-value of each cell of each <table data-table=...>, and counts <svg> elements."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.current = None
+        self.svgs = 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table" and "data-table" in a:
+            self.current = self.tables.setdefault(a["data-table"], [])
+        elif tag == "tr" and self.current is not None:
+            self.current.append([])
+        elif tag == "td" and self.current is not None:
+            self.current[-1].append(a["data-value"])
+        elif tag == "svg":
+            self.svgs += 1
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self.current = None
+
+
+def parse_page(html: str) -> Tables:
+    p = Tables()
+    p.feed(html)
+    p.tables = {k: [r for r in v if r] for k, v in p.tables.items()}  # drop the header rows
+    return p
+
+
+def seed_many(store: Store, n: int = 40, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    labels, colours = ["jeans", "top", "footwear", "outerwear", "skirt"], ["navy", "black", "white", "red"]
+    for i in range(n):
+        k = int(rng.integers(0, 4))
+        dets = [det(str(rng.choice(labels)), float(rng.uniform(.5, 1)), str(rng.choice(colours))) for _ in range(k)]
+        store.add_analysis(photo(str(rng.choice(["milan", "paris"])), f"2026-03-{1 + i % 28:02d} 12:00", f"m{i}"), dets)
+
+
+def test_report_page_with_no_analyses(make_client):
+    _app, client = make_client()
+    r = client.get("/report")
+    assert r.status_code == 200
+    html = r.get_data(as_text=True)
+    assert "No analyses yet" in html and "closetai ingest" in html
+    assert "<svg" not in html
+    assert json.loads(client.get("/report.json").data)["garments"] == 0
+    assert 'href="/report"' in client.get("/").get_data(as_text=True)  # linked in the nav
+
+
+def test_report_page_with_one_analysis(make_client):
+    app, client = make_client()
+    app.extensions["closetai.store"].add_analysis(photo("milan", "2026-01-01 10:00", "one"),
+                                                   [det("jeans", .9), det("top", .8, "white")])
+    html = client.get("/report").get_data(as_text=True)
+    page = parse_page(html)
+    assert page.svgs == 5  # popular, over time, top colours, heatmap, pairs
+    assert page.tables["popular"] == [["jeans", "1", "1", "1.0"], ["top", "1", "1", "1.0"]]
+    assert page.tables["pairs"] == [["jeans", "top", "1"]]
+    assert 'role="img"' in html and "<title id=\"chart-popular-alt\">Bar chart of garments per class" in html
+    assert "<?xml" not in html  # the SVG prologue is stripped before inlining
+
+
+def test_no_garments_found_explains_itself(make_client):
+    app, client = make_client()
+    app.extensions["closetai.store"].add_analysis(photo("milan", "2026-01-01 10:00", "empty"), [])
+    html = client.get("/report").get_data(as_text=True)
+    assert "No garments to count" in html and "1 analysis match" in html
+    html = client.get("/report?source=paris").get_data(as_text=True)
+    assert "No photos or clips match these filters" in html
+
+
+def test_many_analyses_csv_equals_json_equals_page(make_client):
+    app, client = make_client()
+    seed_many(app.extensions["closetai.store"])
+    query = "?source=milan&min_score=0.6&period=week"
+    page = parse_page(client.get("/report" + query).get_data(as_text=True))
+    csv = pd.read_csv(io.StringIO(client.get("/report.csv" + query).get_data(as_text=True)), dtype=str,
+                      keep_default_na=False)
+    data = json.loads(client.get("/report.json" + query).data)
+    assert data["filters"]["sources"] == ["milan"] and data["period"] == "week"
+    expected = report_tables(load_report(app.extensions["closetai.store"],
+                                         ReportFilters(("milan",), min_score=.6, period="week")))
+    assert page.svgs == 5
+    for name, cols in TABLE_COLUMNS.items():
+        keys = [c for c, _h, _k in cols]
+        from_csv = csv[csv["table"] == name][keys].values.tolist()
+        from_json = [[str(row[k]) for k in keys] for row in data[name]]
+        from_report = [[str(v) for v in row] for row in expected[name][keys].values.tolist()]
+        assert len(from_report) > 0, name
+        assert page.tables[name] == from_json == from_report, name
+        # pandas writes floats like 1.0 the same way str() does; ints as ints
+        assert from_csv == from_report, name
+    total = sum(int(r[1]) for r in page.tables["popular"])
+    assert total == data["garments"] < 40 * 3  # the source and score filters removed some
+
+
+def test_filters_stay_in_the_links(make_client):
+    app, client = make_client()
+    seed_many(app.extensions["closetai.store"], n=10)
+    html = client.get("/report?source=paris&kind=photo&since=2026-03-02").get_data(as_text=True)
+    assert 'id="share-link"' in html
+    link = re.search(r'href="([^"]+)" id="share-link"', html).group(1)
+    assert "source=paris" in link and "kind=photo" in link and "since=2026-03-02" in link
+    assert "/report.csv?source=paris" in html
+    assert re.search(r'/report/charts/popular\.png\?source=paris[^"]*download=1', html)
+    assert '<option value="paris" selected>' in html
+
+
+def test_chart_downloads(make_client):
+    app, client = make_client()
+    seed_many(app.extensions["closetai.store"], n=10)
+    svg = client.get("/report/charts/colours.svg?kind=photo")
+    assert svg.status_code == 200 and svg.mimetype == "image/svg+xml" and b"<svg" in svg.data
+    png = client.get("/report/charts/over_time.png?download=1")
+    assert png.data[:8] == b"\x89PNG\r\n\x1a\n" and "attachment" in png.headers["Content-Disposition"]
+    empty = client.get("/report/charts/pairs.svg?source=nowhere")
+    assert empty.status_code == 200 and b"no garments match" in empty.data
+    assert client.get("/report/charts/nope.svg").status_code == 404
+    assert client.get("/report/charts/popular.gif").status_code == 404
+
+
+@pytest.mark.parametrize("url, words", [
+    ("/report?since=2026-13-01", "is not a date"),
+    ("/report?min_score=1.5", "between 0 and 1"),
+    ("/report?kind=gif", "unknown media type"),
+    ("/report.json?min_score=abc", "not a number"),
+    ("/report.csv?until=soon", "is not a date"),
+    ("/report/charts/popular.svg?kind=audio", "unknown media type"),
+])
+def test_bad_filters_are_400(make_client, url, words):
+    _app, client = make_client()
+    r = client.get(url)
+    assert r.status_code == 400
+    if url.startswith("/report?"):
+        html = r.get_data(as_text=True)
+        assert "text/html" in r.content_type and words in html and 'id="filters"' in html
+    else:
+        assert r.is_json and words in r.get_json()["error"]
