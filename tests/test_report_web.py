@@ -280,3 +280,16 @@ def test_bad_filters_are_400(make_client, url, words):
         assert "text/html" in r.content_type and words in html and 'id="filters"' in html
     else:
         assert r.is_json and words in r.get_json()["error"]
+
+
+def test_cached_report_follows_new_and_deleted_analyses(make_client):
+    app, client = make_client()
+    s = app.extensions["closetai.store"]
+    s.add_analysis(photo("milan", "2026-01-01 10:00", "c1"), [det("jeans", .9)])
+    assert client.get("/report.json").get_json()["garments"] == 1
+    assert client.get("/report.json").get_json()["garments"] == 1  # served from the cache
+    new_id = s.add_analysis(photo("milan", "2026-01-02 10:00", "c2"), [det("top", .9), det("jeans", .8)])
+    assert client.get("/report.json").get_json()["garments"] == 3
+    s.delete_analysis(new_id)
+    data = client.get("/report.json").get_json()
+    assert data["garments"] == 1 and data["analyses"] == 1

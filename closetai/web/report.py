@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from collections import OrderedDict
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, jsonify, render_template, request
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from markupsafe import Markup
 from werkzeug.exceptions import NotFound
 
@@ -19,6 +21,7 @@ from closetai.report import (
     CHARTS,
     FREQ_NAMES,
     BadFilter,
+    Report,
     ReportFilters,
     chart_alt,
     load_report,
@@ -45,6 +48,52 @@ TABLE_COLUMNS = {
               ("analyses", "photos/clips with both", "int")],
 }
 _XML_PROLOGUE = re.compile(r"^.*?(?=<svg)", re.S)
+
+
+CACHE_ENTRIES = 16
+
+
+class _ReportCache:
+    """Reports and rendered charts per (filters, store version), least recently used dropped first.
+
+    With 100k stored detections the query, aggregation and charts take seconds on 2 cores; the data only
+    changes when an analysis is added or deleted, which moves Store.report_version, so a hit is exact.
+    """
+
+    def __init__(self, size: int = CACHE_ENTRIES):
+        self.size = size
+        self.entries: OrderedDict[tuple, dict] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def entry(self, filters: ReportFilters) -> dict:
+        key = (filters, store().report_version())
+        with self.lock:
+            if key in self.entries:
+                self.entries.move_to_end(key)
+                return self.entries[key]
+        # Built outside the lock: two first requests may both build it; one copy is kept.
+        built = {"report": load_report(store(), filters), "charts": {}}
+        with self.lock:
+            entry = self.entries.setdefault(key, built)
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        return entry
+
+
+def _cache() -> _ReportCache:
+    return current_app.extensions.setdefault("closetai.report_cache", _ReportCache())
+
+
+def _report(filters: ReportFilters) -> Report:
+    return _cache().entry(filters)["report"]
+
+
+def _chart(filters: ReportFilters, name: str, fmt: str) -> bytes:
+    entry = _cache().entry(filters)
+    charts = entry["charts"]
+    if (name, fmt) not in charts:
+        charts[(name, fmt)] = render_chart(entry["report"], name, fmt)
+    return charts[(name, fmt)]
 
 
 def _filters() -> ReportFilters:
@@ -76,14 +125,14 @@ def _bad_filter(exc: BadFilter):
 @bp.get("/report")
 def page():
     filters = _filters()
-    report = load_report(store(), filters)
+    report = _report(filters)
     query = urlencode(filters.query())
     charts = {}
     if not report.empty:
         for name, (_fn, title, caption) in CHARTS.items():
             alt = chart_alt(report, name)
             charts[name] = {"title": title, "caption": caption, "alt": alt,
-                            "svg": _inline_svg(render_chart(report, name, "svg"), alt, name)}
+                            "svg": _inline_svg(_chart(filters, name, "svg"), alt, name)}
     tables = report_tables(report)
     return render_template(
         "report.html", error=None, report=report, filters=filters, query=query, args=request.args,
@@ -94,14 +143,14 @@ def page():
 
 @bp.get("/report.csv")
 def csv():
-    report = load_report(store(), _filters())
+    report = _report(_filters())
     return Response(to_csv(report), mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="closetai-report.csv"'})
 
 
 @bp.get("/report.json")
 def json_report():
-    report = load_report(store(), _filters())
+    report = _report(_filters())
     # default=str: dates in the filters; everything else is plain numbers and strings.
     return Response(json.dumps(to_json(report), default=str), mimetype="application/json")
 
@@ -110,8 +159,8 @@ def json_report():
 def chart(name: str, fmt: str):
     if name not in CHARTS or fmt not in ("svg", "png"):
         raise NotFound()
-    report = load_report(store(), _filters())
+    filters = _filters()
     mimetype = "image/svg+xml" if fmt == "svg" else "image/png"
     download = request.args.get("download") == "1"
     headers = {"Content-Disposition": f'attachment; filename="closetai-{name}.{fmt}"'} if download else {}
-    return Response(render_chart(report, name, fmt), mimetype=mimetype, headers=headers)
+    return Response(_chart(filters, name, fmt), mimetype=mimetype, headers=headers)
