@@ -202,6 +202,7 @@ def test_report_page_with_one_analysis(make_client):
     assert page.tables["pairs"] == [["jeans", "top", "1"]]
     assert 'role="img"' in html and "<title id=\"chart-popular-alt\">Bar chart of garments per class" in html
     assert "<?xml" not in html  # the SVG prologue is stripped before inlining
+    assert 'id="one-period"' in html  # one capture day: the page says why the time chart is flat
 
 
 def test_no_garments_found_explains_itself(make_client):
@@ -217,7 +218,9 @@ def test_many_analyses_csv_equals_json_equals_page(make_client):
     app, client = make_client()
     seed_many(app.extensions["closetai.store"])
     query = "?source=milan&min_score=0.6&period=week"
-    page = parse_page(client.get("/report" + query).get_data(as_text=True))
+    html = client.get("/report" + query).get_data(as_text=True)
+    assert 'id="one-period"' not in html
+    page = parse_page(html)
     csv = pd.read_csv(io.StringIO(client.get("/report.csv" + query).get_data(as_text=True)), dtype=str,
                       keep_default_na=False)
     data = json.loads(client.get("/report.json" + query).data)
