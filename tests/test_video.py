@@ -419,3 +419,23 @@ def test_cli_writes_tracks_frames_and_timeline(tmp_path, capsys):
     assert doc["analysis"]["annotated"]["frames"] == "sampled"
     assert decode_back(tmp_path / "o.mp4")[0] == "h264"
     assert "10 frames analysed" in capsys.readouterr().err
+
+
+def test_cli_truncated_clip_writes_partial_json_and_exits_2(tmp_path, capsys):
+    from closetai.model import build_model, save_model
+
+    cfg = {"min_size": 128, "max_size": 256}
+    save_model(build_model(len(NAMES) + 1, cfg), tmp_path / "tiny.pt", cfg,
+               {"name": "tiny", "taxonomy": "closetai-ccp-15", "classes": list(NAMES), "score_threshold": 0.3})
+    rng = np.random.default_rng(3)
+    frames = [np.clip(f.astype(int) + rng.integers(-40, 40, f.shape), 0, 255).astype(np.uint8)
+              for f in panned_frames(30)]
+    data = write_clip(tmp_path / "full.mp4", frames, fps=10).read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[:len(data) // 2])
+    code = main(["video", str(tmp_path / "cut.mp4"), "--json", str(tmp_path / "o.json"), "--fps", "0",
+                 "--model", str(tmp_path / "tiny.pt"), "--device", "cpu", "--threads", "2", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("closetai: error: video ") and "partial results written" in err[-1]
+    doc = json.loads((tmp_path / "o.json").read_text())
+    assert doc["analysis"]["complete"] is False and 0 < doc["analysis"]["frames_analysed"] < 30
