@@ -272,19 +272,23 @@ def chart_over_time(report: Report, fmt: str = "svg", top: int = 8) -> bytes:
 def chart_colours(report: Report, fmt: str = "svg") -> bytes:
     fig = _figure(8, max(3, 0.32 * len(report.colours) + 1.5))
     ax = fig.add_subplot()
-    wide = report.colours
     # The 12 most frequent colours: 28 columns of mostly empty cells were unreadable (and slow to draw).
-    order = [c for c in report.top_colours["colour_name"] if c in wide.columns][:12]
-    wide = wide[order].reindex(report.popular["label"])
-    im = ax.imshow(wide.values, aspect="auto", cmap="Blues")
+    order = [c for c in report.top_colours["colour_name"] if c in report.colours.columns][:12]
+    counts = report.colours.reindex(report.popular["label"])
+    # Shade by share within each class (row): with absolute counts the most common class (footwear on
+    # CCP) took the whole scale and every other row looked white. Cells still print the counts.
+    shares = counts.div(counts.sum(axis=1).replace(0, 1), axis=0)[order]
+    counts = counts[order]
+    top = max(float(shares.values.max()), 1e-9)
+    im = ax.imshow(shares.values, aspect="auto", cmap="Blues", vmin=0, vmax=top)
     ax.set_xticks(range(len(order)), order, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(wide)), wide.index, fontsize=8)
-    for (y, x), v in pd.DataFrame(wide.values).stack().items():
+    ax.set_yticks(range(len(counts)), counts.index, fontsize=8)
+    for (y, x), v in pd.DataFrame(counts.values).stack().items():
         if v:
             ax.text(x, y, int(v), ha="center", va="center", fontsize=7,
-                    color="white" if v > wide.values.max() / 2 else "black")
-    fig.colorbar(im, ax=ax, label="garments")
-    ax.set_title("Colour by class")
+                    color="white" if shares.values[y, x] > top / 2 else "black")
+    fig.colorbar(im, ax=ax, label="share of the class's garments", format="{x:.0%}")
+    ax.set_title("Colour by class (numbers: garments)")
     ax.set_xlabel("dominant colour")
     ax.set_ylabel("class")
     return _render(fig, fmt)
@@ -321,7 +325,8 @@ CHARTS = {
     "over_time": (chart_over_time, "Over time",
                   "Share of each class among the garments captured in each period (EXIF date, else upload time)."),
     "colours": (chart_colours, "Colour by class",
-                "Garments per class and dominant colour name (the 12 most frequent colours; the table lists all)."),
+                "Garments per class and dominant colour name; shade = share of that class's garments "
+                "(the 12 most frequent colours; the table lists all)."),
     "top_colours": (chart_top_colours, "Top colours", "Garments per dominant colour, all classes together."),
     "pairs": (chart_pairs, "Worn together", "Photos or clips in which both classes of a pair were found."),
 }
