@@ -20,10 +20,14 @@ import click
 import numpy as np
 from flask import Flask
 
+from closetai.jobs import JobContext, ThreadJobRunner, VideoSettings, recover_interrupted
 from closetai.store import Store, default_sqlite_url
+from closetai.video import VideoLimits
 from closetai.web import register
 
 log = logging.getLogger("closetai.app")
+
+VIDEO_MIN_SIZE = 512  # placeholder, set from the bench below
 
 # Environment variable -> (config key, type)
 _ENV = {
@@ -37,6 +41,13 @@ _ENV = {
     "CLOSETAI_ANALYSIS_MAX_SIDE": ("ANALYSIS_MAX_SIDE", int),
     "CLOSETAI_THREADS": ("THREADS", int),
     "CLOSETAI_SECRET_KEY": ("SECRET_KEY", str),
+    "CLOSETAI_VIDEO_FPS": ("VIDEO_FPS", float),
+    "CLOSETAI_VIDEO_MIN_SIZE": ("VIDEO_MIN_SIZE", int),
+    "CLOSETAI_VIDEO_MAX_UPLOAD_MB": ("VIDEO_MAX_UPLOAD_MB", float),
+    "CLOSETAI_VIDEO_MAX_DURATION_S": ("VIDEO_MAX_DURATION_S", float),
+    "CLOSETAI_VIDEO_MAX_PIXELS": ("VIDEO_MAX_PIXELS", int),
+    "CLOSETAI_JOB_WORKERS": ("JOB_WORKERS", int),
+    "CLOSETAI_JOB_STALE_S": ("JOB_STALE_S", float),
 }
 
 
@@ -80,6 +91,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         ANALYSIS_MAX_SIDE=1600,  # larger photos are analysed and stored downscaled; 0 keeps full size
         PREDICTOR=None,
         HEIC_SUPPORTED=_heic_supported(),
+        VIDEO_FPS=5.0,  # analysis rate (frames analysed per second of clip)
+        VIDEO_MIN_SIZE=VIDEO_MIN_SIZE,  # inference short side for video frames (photos keep the model's)
+        VIDEO_BATCH_SIZE=4,
+        # The annotated video holds the analysed frames (at VIDEO_FPS), not every frame: annotating and
+        # encoding all 450 frames of a 15 s 720x1280 clip costs ~15-20 s on 2 cores, a third of the budget.
+        VIDEO_ANNOTATE_ALL_FRAMES=False,
+        VIDEO_MAX_UPLOAD_MB=200.0,
+        VIDEO_MAX_DURATION_S=300.0,  # 5 min of clip is ~15 min of analysis on a 2-core CPU
+        VIDEO_MAX_PIXELS=3840 * 2160,
+        JOB_WORKERS=1,  # one Mask R-CNN at a time: two on 2 cores only thrash
+        JOB_STALE_S=60.0,  # a running job without a heartbeat this long is failed (closetai.jobs)
+        JOB_PROGRESS_INTERVAL_S=0.5,
     )
     app.config.from_pyfile("config.py", silent=True)
     app.config.update(_env_overrides())
@@ -108,6 +131,20 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                         len(info["classes"]), info["device"], time.perf_counter() - started)
     app.extensions["closetai.predictor"] = predictor
 
+    # Background jobs (closetai.jobs): jobs a dead process left 'running' are failed now; worker threads
+    # start with the first upload (or main()), so `flask <command>` never starts work it would abandon.
+    video = VideoSettings(fps=app.config["VIDEO_FPS"], min_size=app.config["VIDEO_MIN_SIZE"] or None,
+                          batch_size=app.config["VIDEO_BATCH_SIZE"],
+                          annotate_all_frames=app.config["VIDEO_ANNOTATE_ALL_FRAMES"],
+                          limits=VideoLimits(max_duration_s=app.config["VIDEO_MAX_DURATION_S"],
+                                             max_pixels=app.config["VIDEO_MAX_PIXELS"]))
+    app.extensions["closetai.video_settings"] = video
+    ctx = JobContext(store=store, predictor=predictor, lock=app.extensions["closetai.lock"], video=video,
+                     progress_interval_s=app.config["JOB_PROGRESS_INTERVAL_S"])
+    recover_interrupted(store, app.config["JOB_STALE_S"])
+    app.extensions["closetai.jobs"] = ThreadJobRunner(ctx, workers=app.config["JOB_WORKERS"],
+                                                      stale_after_s=app.config["JOB_STALE_S"])
+
     register(app)
 
     @app.cli.command("init-db")
@@ -133,12 +170,17 @@ def main() -> None:
     port = int(os.environ.get("CLOSETAI_PORT", "5000"))
     info = app.extensions["closetai.predictor"].info
     log.info("ClosetAI serving on http://%s:%d (model %s on %s)", host, port, info["name"], info["device"])
+    runner = app.extensions["closetai.jobs"]
+    runner.start()  # resume jobs left queued by the last run now, not at the first request
     try:
         from waitress import serve
     except ImportError:
         app.run(host=host, port=port)
         return
-    serve(app, host=host, port=port, threads=4)
+    try:
+        serve(app, host=host, port=port, threads=4)
+    finally:
+        runner.stop()  # a job cut short is marked failed ("cancelled: the server shut down ...")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,12 @@ class NotFound(ClosetAIError):
     status = 404
 
 
+class JobNotRunning(ClosetAIError):
+    """A worker tried to finish a job that was meanwhile failed (e.g. by the restart sweep)."""
+
+    status = 409
+
+
 class StoreError(ClosetAIError):
     """The database or media folder could not be written (disk full, permissions, locked database)."""
 
@@ -212,7 +218,9 @@ class NewAnalysis:
     frame_count: int | None = None
 
 
-_FILE_NAMES = {"photo": "photo.jpg", "thumb": "thumb.jpg", "video": "video.mp4"}
+# "summary": a video's per-track JSON as `closetai video` writes it (minus frames) and its timeline:
+# fields the tables do not hold (label votes, best box/time, the analysed frame times).
+_FILE_NAMES = {"photo": "photo.jpg", "thumb": "thumb.jpg", "video": "video.mp4", "summary": "summary.json"}
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -302,11 +310,14 @@ class Store:
 
     # -- writes -----------------------------------------------------------------------------------
     def add_analysis(self, new: NewAnalysis, dets: list[NewDetection],
-                     trks: list[NewTrack] | None = None) -> int:
+                     trks: list[NewTrack] | None = None, *, finish_job: int | None = None,
+                     job_error: str | None = None) -> int:
         """Insert an analysis with its detections (and tracks), and its media files. Returns its id.
 
         Files go to a hidden temporary folder first; rows are inserted in one transaction; the folder is
         renamed into place before the commit. Any failure removes the folder and rolls the rows back.
+        finish_job: a job marked 'done' (linked to this analysis, `job_error` noted) in the same
+        transaction, so a crash can never leave a stored video whose job still says 'running'.
         """
         if new.kind not in ("photo", "video"):
             raise ValueError(f"kind must be 'photo' or 'video', not {new.kind!r}")
@@ -365,6 +376,12 @@ class Store:
                          "colour_share": d.colour_share, "area_share": d.area_share,
                          "crop_path": f"{rel_dir}/crops/d{i}.jpg" if d.crop_jpeg else None}
                         for i, d in enumerate(dets)])
+                if finish_job is not None:
+                    finished = conn.execute(jobs.update().where(jobs.c.id == finish_job, jobs.c.status == "running")
+                                            .values(status="done", analysis_id=analysis_id, error=job_error,
+                                                    finished_at=now, heartbeat_at=now))
+                    if finished.rowcount == 0:  # failed by a restart sweep meanwhile: keep its verdict
+                        raise JobNotRunning(f"job {finish_job} is no longer running; nothing stored")
                 # Rename inside the transaction: if it fails the rows roll back; if the commit fails
                 # the except below moves the folder away again.
                 final_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -578,6 +595,42 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
+    def claim_job(self, job_id: int, params: Mapping[str, Any] | None = None) -> bool:
+        """queued -> running, atomically: True for exactly one caller however many workers (threads or
+        processes) race for the job. `params` (e.g. with the worker's identity) replace the stored ones."""
+        now = utcnow()
+        values: dict[str, Any] = {"status": "running", "started_at": now, "heartbeat_at": now}
+        if params is not None:
+            values["params"] = json.dumps(dict(params))
+        with self._begin() as conn:
+            return conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.status == "queued")
+                                .values(**values)).rowcount == 1
+
+    def fail_job(self, job_id: int, error: str, only_if: tuple[str, ...] = ("queued", "running")) -> bool:
+        """Mark a job failed unless it already finished (a sweep must not overwrite a 'done')."""
+        now = utcnow()
+        with self._begin() as conn:
+            return conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.status.in_(only_if))
+                                .values(status="failed", error=error, finished_at=now, heartbeat_at=now)
+                                ).rowcount == 1
+
+    def job_for_analysis(self, analysis_id: int) -> int | None:
+        """The job that produced an analysis (videos), if any."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(jobs.c.id).where(jobs.c.analysis_id == analysis_id)
+                                .order_by(jobs.c.id.desc()).limit(1)).scalar_one_or_none()
+
+    def recent_jobs(self, kind: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Newest first, params decoded, with the analysis' track count when done."""
+        n_tracks = (select(func.count()).select_from(tracks).where(tracks.c.analysis_id == jobs.c.analysis_id)
+                    .scalar_subquery().label("n_tracks"))
+        query = select(jobs, n_tracks).where(jobs.c.kind == kind).order_by(jobs.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(query).mappings()]
+        for r in rows:
+            r["params"] = json.loads(r["params"]) if r["params"] else {}
+        return rows
+
 
 def _detection_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     d = dict(row)
@@ -600,3 +653,4 @@ def _analysis_filters(sources: list[str] | None, since: date | None, until: date
 
 def default_sqlite_url(instance_path: str | os.PathLike) -> str:
     return f"sqlite:///{Path(instance_path).resolve() / 'closetai.sqlite'}"
+

@@ -109,10 +109,14 @@ def register(app: Flask) -> None:
     from closetai.web.api import bp as api_bp
     from closetai.web.pages import bp as pages_bp
     from closetai.web.report import bp as report_bp
+    from closetai.web.video import api as video_api_bp
+    from closetai.web.video import pages as video_bp
 
     app.register_blueprint(pages_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(report_bp)
+    app.register_blueprint(video_bp)
+    app.register_blueprint(video_api_bp)
 
     @app.errorhandler(ClosetAIError)
     def _closetai_error(exc: ClosetAIError):
@@ -123,7 +127,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc):
-        limit = app.config.get("MAX_CONTENT_LENGTH") or 0
+        # request.max_content_length: the video upload raises the app-wide (photo) limit for itself
+        limit = request.max_content_length or app.config.get("MAX_CONTENT_LENGTH") or 0
         return error_response(f"upload too large: the limit is {limit / 1e6:.3g} MB per file", 413)
 
     @app.errorhandler(HTTPException)

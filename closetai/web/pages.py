@@ -46,6 +46,8 @@ def upload():
 @bp.get("/analyses/<int:analysis_id>")
 def result(analysis_id: int):
     analysis = store().get_analysis(analysis_id)
+    if analysis["kind"] == "video":  # history lists videos too; their page lives under /videos
+        return redirect(url_for("video.by_analysis", analysis_id=analysis_id))
     data = analysis_json(analysis)
     colours = class_colours()
     # tojson in the template escapes "<" etc., so a file name cannot close the <script> element.

@@ -1,0 +1,479 @@
+"""Background jobs: a runner interface, the in-process thread runner, and the video job.
+
+A job is a row in the `jobs` table (closetai.store) plus a job function `fn(job_id, ctx)` that reads its
+params from that row and writes progress and results only through the store. Nothing here holds state
+a worker in another process could not rebuild, so a Celery task could run the same function later:
+
+    @celery.task
+    def run(job_id): run_job(job_id, worker_context())   # the context built once per worker process
+
+Lifecycle: queued -> running (claimed atomically, so two workers never run one job) -> done | failed.
+Progress (done/total) and a heartbeat are written at most every `progress_interval_s`.
+
+Restart policy (documented choice: FAIL, not resume). A job found 'running' whose worker is gone is
+marked failed with "interrupted by a server restart; upload again"; its upload is deleted. Resuming was
+rejected: analysis is not checkpointed (it would restart from frame 0 anyway), and a clip that crashes
+the process (out of memory, a decoder bug) would crash every restart in a loop. A worker is gone when
+  - it ran on this host and its process no longer exists (or this process has the pid but is a newer
+    incarnation, as with pid 1 in a container), checked when the app is created; or
+  - its heartbeat is older than `stale_after_s` (any host; also swept periodically by idle workers).
+Jobs still 'queued' at a restart keep their upload and run when the workers start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from closetai import ClosetAIError
+from closetai.store import JobNotRunning, NewAnalysis, NewDetection, NewTrack, Store, utcnow
+from closetai.video import DEFAULT_ANALYSIS_FPS, VideoLimits, probe_video
+
+log = logging.getLogger("closetai.jobs")
+
+INTERRUPTED = "interrupted by a server restart; upload again"
+SHUTDOWN = "cancelled: the server shut down while analysing; upload again"
+INTERNAL = "internal error: the analysis failed; the details are in the server log"
+
+# Who runs a job: stored in its params when claimed, so a later process can tell a dead worker's
+# 'running' job from a live one. The token tells this process from an earlier one with the same pid.
+WORKER = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex}
+
+
+@dataclass
+class VideoSettings:
+    """How the web app analyses clips (app config VIDEO_* keys)."""
+
+    fps: float = DEFAULT_ANALYSIS_FPS
+    min_size: int | None = None  # inference short side for video frames; None: the model's own
+    batch_size: int = 4
+    annotate_all_frames: bool = False
+    limits: VideoLimits = field(default_factory=VideoLimits)
+
+
+@dataclass
+class JobContext:
+    """What a job function needs besides its row: built once per worker process."""
+
+    store: Store
+    predictor: Any
+    lock: threading.Lock | None = None  # serialises inference with the web's photo uploads
+    video: VideoSettings = field(default_factory=VideoSettings)
+    progress_interval_s: float = 0.5
+    should_stop: Callable[[], bool] = lambda: False
+
+
+JobFunction = Callable[[int, JobContext], None]
+
+
+class JobRunner(Protocol):
+    """What the web layer needs from a runner (threads here; a Celery adapter would `delay` instead)."""
+
+    def submit(self, job_id: int) -> None: ...
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float | None = None) -> None: ...
+
+
+# ---- running one job -------------------------------------------------------------------------------
+
+def run_job(job_id: int, ctx: JobContext) -> str:
+    """Claim a queued job and run it to done/failed. Returns the final status ('skipped' when another
+    worker had claimed it). Failures are recorded on the row, never raised: a worker must keep going."""
+    job = ctx.store.get_job(job_id)
+    fn = JOB_FUNCTIONS.get(job["kind"])
+    if fn is None:
+        ctx.store.fail_job(job_id, f"unknown job kind {job['kind']!r}")
+        return "failed"
+    if not ctx.store.claim_job(job_id, {**job["params"], "worker": WORKER}):
+        return "skipped"
+    try:
+        fn(job_id, ctx)
+    except JobNotRunning:
+        log.warning("job %d was failed by a sweep while it ran; its result was discarded", job_id)
+        return "failed"
+    except ClosetAIError as exc:
+        from closetai.videoanalysis import AnalysisCancelled
+
+        ctx.store.fail_job(job_id, SHUTDOWN if isinstance(exc, AnalysisCancelled) else str(exc))
+        return "failed"
+    except Exception:
+        log.exception("job %d (%s) failed", job_id, job["kind"])
+        ctx.store.fail_job(job_id, INTERNAL)
+        return "failed"
+    finally:
+        _remove_upload(ctx.store, job["params"])
+    return ctx.store.get_job(job_id)["status"]
+
+
+def _remove_upload(store: Store, params: dict[str, Any]) -> None:
+    """The upload is working material: the stored analysis keeps the annotated video, the hash and the
+    name. Deleting it on every outcome is what leaves nothing behind after a failure."""
+    rel = params.get("upload")
+    if not rel:
+        return
+    path = (store.media_root / rel).resolve()
+    if path.is_relative_to(store.media_root / "uploads"):
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def worker_gone(job: dict[str, Any], stale_after_s: float, now: datetime | None = None) -> bool:
+    """Is this 'running' job's worker dead (see the module docstring)?"""
+    now = now or utcnow()
+    beat = job.get("heartbeat_at") or job.get("started_at") or job["created_at"]
+    if now - beat > timedelta(seconds=stale_after_s):
+        return True
+    params = job["params"] if isinstance(job["params"], dict) else json.loads(job["params"] or "{}")
+    worker = params.get("worker")
+    if not worker:
+        return False  # no owner recorded (a foreign runner): only the heartbeat can tell
+    if worker.get("host") != WORKER["host"]:
+        return False
+    if worker.get("token") == WORKER["token"]:
+        return False  # ours, and we are alive
+    pid = int(worker.get("pid", -1))
+    return pid == WORKER["pid"] or not _pid_alive(pid)
+
+
+def recover_interrupted(store: Store, stale_after_s: float = 60.0) -> list[int]:
+    """Fail every 'running' job whose worker is gone. Returns their ids."""
+    failed = []
+    for job in store.list_jobs(status="running"):
+        params = json.loads(job["params"]) if job["params"] else {}
+        if worker_gone({**job, "params": params}, stale_after_s) and store.fail_job(job["id"], INTERRUPTED,
+                                                                                    only_if=("running",)):
+            _remove_upload(store, params)
+            failed.append(job["id"])
+            log.warning("job %d was running in a process that is gone: marked failed", job["id"])
+    return failed
+
+
+# ---- the in-process runner -------------------------------------------------------------------------
+
+class ThreadJobRunner:
+    """Worker threads in the web process, fed by a queue of job ids.
+
+    One worker by default: on a 2-core CPU two Mask R-CNN passes at once only thrash, and photo uploads
+    share the inference lock with it. Threads start on the first `submit` or an explicit `start`, not at
+    import or app creation, so `flask <command>` processes never pick up work they would abandon.
+    """
+
+    def __init__(self, ctx: JobContext, workers: int = 1, stale_after_s: float = 60.0,
+                 sweep_every_s: float = 15.0):
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        self._stop = threading.Event()
+        ctx.should_stop = self._stop.is_set
+        self.ctx = ctx
+        self.workers = workers
+        self.stale_after_s = stale_after_s
+        self.sweep_every_s = sweep_every_s
+        self._queue: queue.Queue[int] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._start_lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._start_lock:
+            if self._threads:
+                return
+            self._stop.clear()
+            recover_interrupted(self.ctx.store, self.stale_after_s)
+            for job in self.ctx.store.list_jobs(status="queued"):  # left queued by an earlier process
+                self._queue.put(job["id"])
+            for i in range(self.workers):
+                t = threading.Thread(target=self._work, name=f"closetai-job-{i}", daemon=True)
+                t.start()
+                self._threads.append(t)
+
+    def submit(self, job_id: int) -> None:
+        self.start()
+        self._queue.put(job_id)
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Ask the running job to stop (it is marked failed: SHUTDOWN) and wait for the workers."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = []
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job_id = self._queue.get(timeout=self.sweep_every_s)
+            except queue.Empty:
+                try:  # idle: fail jobs of other processes that died
+                    recover_interrupted(self.ctx.store, self.stale_after_s)
+                except Exception:
+                    log.exception("stale-job sweep failed")
+                continue
+            if self._stop.is_set():
+                break
+            try:
+                run_job(job_id, self.ctx)
+            except Exception:  # the store itself failed (disk full, locked): log, keep the worker alive
+                log.exception("job %d could not be run", job_id)
+
+
+# ---- the video job ---------------------------------------------------------------------------------
+
+def save_upload(store: Store, stream, filename: str) -> Path:
+    """Write an uploaded clip under media_root/uploads/<token>/ (temp name, then rename): a killed process
+    leaves at most a .tmp folder, which Store.sweep_leftovers clears."""
+    suffix = Path(filename).suffix.lower()
+    suffix = suffix if suffix[1:].isalnum() and len(suffix) <= 6 else ".bin"
+    token = uuid.uuid4().hex
+    tmp = store.media_root / ".tmp" / f"upload-{token}"
+    final = store.media_root / "uploads" / token
+    tmp.mkdir(parents=True)
+    try:
+        with open(tmp / f"clip{suffix}", "wb") as out:
+            shutil.copyfileobj(stream, out, 1 << 20)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final / f"clip{suffix}"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _as_uploaded(message: str, upload: Path, filename: str) -> str:
+    """Engine messages name the file they read: say the name the user uploaded, not ours."""
+    return message.replace(upload.name, filename)
+
+
+def create_video_job(store: Store, upload: Path, filename: str, source: str, settings: VideoSettings) -> int:
+    """Probe the saved upload (bad input -> its VideoError now, upload deleted) and queue a job for it."""
+    try:
+        try:
+            info = probe_video(upload, settings.limits)
+        except ClosetAIError as exc:
+            exc.args = (_as_uploaded(str(exc), upload, filename),)
+            raise
+        params = {"upload": upload.relative_to(store.media_root).as_posix(), "filename": filename,
+                  "source": source, "sha256": sha256_file(upload), "fps": settings.fps,
+                  "analyse_total": info.sampled_count(settings.fps)}
+        return store.create_job("video", total=params["analyse_total"], params=params)
+    except BaseException:
+        shutil.rmtree(upload.parent, ignore_errors=True)
+        raise
+
+
+class _SerialisedPredictor:
+    """The app's predictor, taking the inference lock per batch (photo uploads interleave with a long
+    clip instead of waiting minutes) and, while holding it, the video short side: the model is shared,
+    and the lock is what makes changing its resize setting for one batch safe."""
+
+    def __init__(self, predictor, lock: threading.Lock | None, min_size: int | None):
+        self._p = predictor
+        self._lock = lock or nullcontext()
+        self._min_size = min_size
+        self.min_score = predictor.min_score
+        self.class_names = predictor.class_names
+        self.info = predictor.info
+
+    def predict_batch(self, frames, min_score=None):
+        with self._lock:
+            transform = getattr(getattr(self._p, "model", None), "transform", None)
+            if not self._min_size or transform is None:
+                return self._p.predict_batch(frames, min_score)
+            previous, transform.min_size = transform.min_size, (int(self._min_size),)
+            try:
+                return self._p.predict_batch(frames, min_score)
+            finally:
+                transform.min_size = previous
+
+
+class _ProgressWriter:
+    """Engine progress -> jobs row, throttled. The bar counts frames analysed (the slow part, ~90 % of
+    the time); writing the annotated video afterwards holds it at total with heartbeats."""
+
+    def __init__(self, store: Store, job_id: int, analyse_total: int, interval_s: float):
+        self.store, self.job_id, self.total, self.interval_s = store, job_id, max(1, analyse_total), interval_s
+        self.last_write = 0.0
+        self.last_done = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        shown = min(done, self.total)
+        now = time.monotonic()
+        if now - self.last_write >= self.interval_s or (shown == self.total and self.last_done < shown):
+            self.store.update_job(self.job_id, done=shown, total=self.total)
+            self.last_write, self.last_done = now, shown
+
+
+def _creation_time(path: Path) -> datetime | None:
+    """The container's creation_time (phones write the recording time, UTC) -> naive UTC, else None."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            raw = c.metadata.get("creation_time") or c.streams.video[0].metadata.get("creation_time")
+    except Exception:
+        return None
+    if not raw:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed if 1990 < parsed.year < 2200 else None  # encoders write 1970/1904 for "unknown"
+
+
+def _middle_frame_jpeg(video: Path, max_side: int) -> bytes | None:
+    import av
+    import numpy as np
+
+    from closetai.analyse import jpeg_bytes
+
+    with av.open(str(video)) as c:
+        n = c.streams.video[0].frames or 1
+        rgb = None
+        for i, frame in enumerate(c.decode(video=0)):
+            rgb = frame.to_ndarray(format="rgb24")
+            if i >= n // 2:
+                break
+    return None if rgb is None else jpeg_bytes(np.ascontiguousarray(rgb), quality=80, max_side=max_side)
+
+
+def video_records(result, params: dict[str, Any], annotated: Path, crop_side: int = 240):
+    """A VideoResult -> (NewAnalysis, detections, tracks) for Store.add_analysis."""
+    from pycocotools import mask as mask_util
+
+    from closetai.analyse import THUMB_SIDE, jpeg_bytes
+
+    info = result.info
+    area = float(info.width * info.height)
+    dets: list[NewDetection] = []
+    for fr in result.frames:
+        d = fr.detections
+        for i in range(len(d)):
+            rle = fr.mask_rles[i]
+            dets.append(NewDetection(
+                label=d.labels[i], score=round(float(d.scores[i]), 4),
+                box=tuple(round(float(v), 1) for v in d.xyxy[i]), mask_rle=rle,
+                area_share=round(float(mask_util.area({**rle, "counts": rle["counts"].encode()})) / area, 5),
+                frame_index=fr.source_index, time_s=round(fr.time_s, 3), track_no=int(d.track_ids[i])))
+    trks = [NewTrack(track_no=t.track_id, label=t.label, first_s=round(t.first_seen_s, 3),
+                     last_s=round(t.last_seen_s, 3), frames_seen=t.frames_seen, best_score=round(t.best_score, 4),
+                     colour_name=t.colour.get("name"), colour_hex=t.colour.get("hex"),
+                     crop_jpeg=jpeg_bytes(t.crop, quality=85, max_side=crop_side) if t.crop.size else None)
+            for t in result.tracks]
+    summary = result.to_json(frames=False)
+    summary["analysis"]["annotated"] = {"frames": result.annotated_mode}  # the temp path means nothing later
+    files = {"video": annotated.read_bytes(), "summary": json.dumps(summary).encode()}
+    thumb = _middle_frame_jpeg(annotated, THUMB_SIDE)
+    if thumb:
+        files["thumb"] = thumb
+    new = NewAnalysis(
+        kind="video", filename=params.get("filename", "clip"), sha256=params.get("sha256", ""),
+        width=info.width, height=info.height, source=params.get("source", ""),
+        model_name=result.model.get("name", ""), taxonomy=result.model.get("taxonomy", ""),
+        min_score=float(result.settings["high_score"]), files=files, duration_s=round(info.duration_s, 3),
+        fps=round(info.fps, 3), frame_count=info.frame_count,
+        captured_at=_creation_time(Path(info.path)))
+    return new, dets, trks
+
+
+def run_video_job(job_id: int, ctx: JobContext) -> None:
+    """Analyse the job's uploaded clip and store the analysis, tracks, detections and media atomically.
+    A clip corrupt midway is stored with what was analysed; the job is 'done' with the reason in `error`."""
+    from closetai.videoanalysis import analyse_video
+
+    store = ctx.store
+    params = store.get_job(job_id)["params"]
+    upload = (store.media_root / params["upload"]).resolve()
+    if not upload.is_relative_to(store.media_root) or not upload.is_file():
+        raise ClosetAIError("the uploaded clip is gone (deleted or lost in a restart); upload again")
+    work = store.media_root / ".tmp" / f"job-{job_id}-{uuid.uuid4().hex}"
+    work.mkdir(parents=True)
+    try:
+        settings = ctx.video
+        filename = params.get("filename", "clip")
+        progress = _ProgressWriter(store, job_id, int(params.get("analyse_total") or 1), ctx.progress_interval_s)
+        annotated = work / "annotated.mp4"
+        result = analyse_video(
+            _SerialisedPredictor(ctx.predictor, ctx.lock, settings.min_size), upload,
+            fps=params.get("fps", settings.fps), annotated_out=annotated, on_progress=progress,
+            batch_size=settings.batch_size, limits=settings.limits,
+            annotate_all_frames=settings.annotate_all_frames, should_stop=ctx.should_stop)
+        if result.error:
+            result.error = _as_uploaded(result.error, upload, filename)
+        result.settings["min_size"] = settings.min_size
+        progress(progress.total, progress.total)
+        new, dets, trks = video_records(result, params, annotated)
+        note = None if result.complete else f"{result.error}; the {len(result.frames)} frames before it were analysed"
+        store.add_analysis(new, dets, trks, finish_job=job_id, job_error=note)
+    except ClosetAIError as exc:
+        exc.args = (_as_uploaded(str(exc), upload, params.get("filename", "clip")),)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+JOB_FUNCTIONS: dict[str, JobFunction] = {"video": run_video_job}
+
+
+def job_status(job: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """The JSON a progress page polls: status, stage, done/total, percent, elapsed and ETA in seconds."""
+    now = now or utcnow()
+    started, finished = job.get("started_at"), job.get("finished_at")
+    elapsed = ((finished or now) - started).total_seconds() if started else 0.0
+    done, total = int(job["done"] or 0), job["total"]
+    status = job["status"]
+    stage = {"queued": "waiting for the worker", "done": "done", "failed": "failed"}.get(status)
+    eta = None
+    if status == "running":
+        if total and done >= total:
+            stage = "writing the annotated video"
+        else:
+            stage = "analysing frames"
+            if done > 0 and total:
+                # Linear in frames analysed, which is where the time goes; +10 % for writing the video.
+                eta = round(elapsed / done * (total - done) * 1.1 + 1, 1)
+    percent = 100.0 if status == "done" else (round(100.0 * done / total, 1) if total else 0.0)
+    return {"id": job["id"], "kind": job["kind"], "status": status, "stage": stage, "done": done, "total": total,
+            "percent": percent, "elapsed_s": round(max(elapsed, 0.0), 1), "eta_s": eta, "error": job["error"],
+            "analysis_id": job["analysis_id"], "filename": (job["params"] or {}).get("filename"),
+            "created_at": job["created_at"].isoformat(timespec="seconds") + "Z"}
+
+
+__all__ = ["INTERRUPTED", "JobContext", "JobRunner", "ThreadJobRunner", "VideoSettings", "create_video_job",
+           "job_status", "recover_interrupted", "run_job", "run_video_job", "save_upload", "worker_gone"]
