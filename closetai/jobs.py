@@ -168,6 +168,8 @@ def recover_interrupted(store: Store, stale_after_s: float = 60.0) -> list[int]:
         if worker_gone({**job, "params": params}, stale_after_s) and store.fail_job(job["id"], INTERRUPTED,
                                                                                     only_if=("running",)):
             _remove_upload(store, params)
+            for work in (store.media_root / ".tmp").glob(f"job-{job['id']}-*"):  # its half-written video
+                shutil.rmtree(work, ignore_errors=True)
             failed.append(job["id"])
             log.warning("job %d was running in a process that is gone: marked failed", job["id"])
     return failed
