@@ -44,6 +44,9 @@ def write_model_card(model_path: str | os.PathLike, results: dict[str, Any], out
     ]
     for key in ("AP", "AP50", "AP75", "APs", "APm", "APl"):
         lines.append(f"| {key} | {results['box'].get(key, 0):.3f} | {results['mask'].get(key, 0):.3f} |")
+    choice = meta.get("evaluation", {}).get("test_min_size_choice")
+    if choice:
+        lines += ["", f"Test short side: {choice}."]
     lines += ["", "| class | box AP | mask AP |", "| --- | --- | --- |"]
     for name in meta["classes"]:
         lines.append(f"| {name} | {results['box']['per_class'].get(name, float('nan')):.3f} | "
