@@ -62,6 +62,7 @@ class Predictor:
         self.min_score = float(self.meta.get("score_threshold", 0.5) if min_score is None else min_score)
         self.timings: dict[str, float] = {}
         self.cross_class_iou = cross_class_iou
+        self.amp = True  # bf16 autocast on CUDA (no effect on CPU)
 
     @property
     def info(self) -> dict[str, Any]:
@@ -78,7 +79,7 @@ class Predictor:
         t0 = time.perf_counter()
         images = [self._to_tensor(f) for f in frames]
         t1 = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp and self.device.type == "cuda"):
             outputs = self.model(images)
         t2 = time.perf_counter()
         results = []
