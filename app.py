@@ -20,14 +20,18 @@ import click
 import numpy as np
 from flask import Flask
 
-from closetai.jobs import JobContext, ThreadJobRunner, VideoSettings, recover_interrupted
+from closetai.jobs import (
+    DEFAULT_VIDEO_MIN_SIZE,
+    JobContext,
+    ThreadJobRunner,
+    VideoSettings,
+    recover_interrupted,
+)
 from closetai.store import Store, default_sqlite_url
 from closetai.video import VideoLimits
 from closetai.web import register
 
 log = logging.getLogger("closetai.app")
-
-VIDEO_MIN_SIZE = 512  # placeholder, set from the bench below
 
 # Environment variable -> (config key, type)
 _ENV = {
@@ -92,7 +96,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         PREDICTOR=None,
         HEIC_SUPPORTED=_heic_supported(),
         VIDEO_FPS=5.0,  # analysis rate (frames analysed per second of clip)
-        VIDEO_MIN_SIZE=VIDEO_MIN_SIZE,  # inference short side for video frames (photos keep the model's)
+        VIDEO_MIN_SIZE=DEFAULT_VIDEO_MIN_SIZE,  # inference short side for video frames (photos keep the model's)
         VIDEO_BATCH_SIZE=4,
         # The annotated video holds the analysed frames (at VIDEO_FPS), not every frame: annotating and
         # encoding all 450 frames of a 15 s 720x1280 clip costs ~15-20 s on 2 cores, a third of the budget.

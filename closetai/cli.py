@@ -204,15 +204,58 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
                             pattern=a.glob, limit=a.limit, min_score=a.min_score, progress=progress)
     for path, why in summary.unreadable:
         print(f"unreadable: {path}: {why}", file=sys.stderr)
-    for path in summary.videos_skipped:
-        print(f"skipped: {path}: video ingest not supported yet", file=sys.stderr)
-    print(f"{a.folder}: {summary.line()} in {time.perf_counter() - started:.0f} s; database {store.url}")
+    videos_ok = 0
+    if summary.videos_skipped and not summary.interrupted:
+        videos_ok, interrupted = _ingest_videos(a, store, summary.videos_skipped, load_predictor)
+        summary.interrupted = interrupted
+    line = summary.line().split(", ")
+    line = [part for part in line if not part.endswith("video ingest not supported yet")]
+    if summary.videos_skipped:
+        line.append(f"{videos_ok} of {len(summary.videos_skipped)} videos stored")
+    print(f"{a.folder}: {', '.join(line)} in {time.perf_counter() - started:.0f} s; database {store.url}")
     if summary.interrupted:
         print("closetai: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    if not summary.ingested and not summary.already:
+    if not summary.ingested and not summary.already and not videos_ok:
         raise ClosetAIError(f"nothing could be read in {a.folder}")
     return 0
+
+
+def _ingest_videos(a: argparse.Namespace, store, videos: list[Path], load_predictor) -> tuple[int, bool]:
+    """Clips found by `closetai ingest`: each through the web's video job (closetai.jobs), one at a time.
+    Returns (stored or already stored, interrupted)."""
+    import os
+
+    from closetai.jobs import DEFAULT_VIDEO_MIN_SIZE, VideoSettings, ingest_video
+
+    settings = VideoSettings(min_size=int(os.environ.get("CLOSETAI_VIDEO_MIN_SIZE") or DEFAULT_VIDEO_MIN_SIZE))
+    predictor, ok = None, 0
+    try:
+        for path in videos:
+            try:
+                if predictor is None and not store.find_by_sha256(_sha256(path)):
+                    predictor = load_predictor()
+                outcome, job_id, error = ingest_video(store, path, predictor, source=a.source, settings=settings)
+            except ClosetAIError as exc:
+                print(f"unreadable: {path}: {exc}", file=sys.stderr)
+                continue
+            if outcome == "failed":
+                print(f"failed: {path}: {error}", file=sys.stderr)
+                continue
+            ok += 1
+            if error:  # stored, but only the part before the damage
+                print(f"partial: {path}: {error}", file=sys.stderr)
+            if not a.quiet:
+                print(f"{outcome}: {path}" + (f" (video job {job_id})" if job_id else ""), file=sys.stderr)
+    except KeyboardInterrupt:
+        return ok, True
+    return ok, False
+
+
+def _sha256(path: Path) -> str:
+    from closetai.jobs import sha256_file
+
+    return sha256_file(path)
 
 
 def _cmd_report(a: argparse.Namespace) -> int:

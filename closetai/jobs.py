@@ -54,12 +54,16 @@ INTERNAL = "internal error: the analysis failed; the details are in the server l
 WORKER = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex}
 
 
+# Inference short side for video frames (photos keep the model's 512): see bench/bench_web_video.py.
+DEFAULT_VIDEO_MIN_SIZE = 384
+
+
 @dataclass
 class VideoSettings:
     """How the web app analyses clips (app config VIDEO_* keys)."""
 
     fps: float = DEFAULT_ANALYSIS_FPS
-    min_size: int | None = None  # inference short side for video frames; None: the model's own
+    min_size: int | None = DEFAULT_VIDEO_MIN_SIZE  # inference short side for video frames; None: the model's
     batch_size: int = 4
     annotate_all_frames: bool = False
     limits: VideoLimits = field(default_factory=VideoLimits)
@@ -479,3 +483,18 @@ def job_status(job: dict[str, Any], now: datetime | None = None) -> dict[str, An
 
 __all__ = ["INTERRUPTED", "JobContext", "JobRunner", "ThreadJobRunner", "VideoSettings", "create_video_job",
            "job_status", "recover_interrupted", "run_job", "run_video_job", "save_upload", "worker_gone"]
+
+
+def ingest_video(store: Store, path: Path, predictor, *, source: str = "", settings: VideoSettings | None = None,
+                 lock: threading.Lock | None = None) -> tuple[str, int | None, str | None]:
+    """`closetai ingest` for one clip, through the same job path as a web upload (a job row, run here in
+    the foreground). Returns (outcome, job id, error): outcome 'already' (same content stored), 'done'
+    or 'failed'. Bad input raises its VideoError before any job row exists."""
+    settings = settings or VideoSettings()
+    if store.find_by_sha256(sha256_file(path)):
+        return "already", None, None
+    with open(path, "rb") as f:
+        upload = save_upload(store, f, path.name)
+    job_id = create_video_job(store, upload, path.name, source, settings)
+    outcome = run_job(job_id, JobContext(store=store, predictor=predictor, lock=lock, video=settings))
+    return outcome, job_id, store.get_job(job_id)["error"]

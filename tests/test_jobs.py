@@ -260,3 +260,24 @@ def test_sigkill_mid_job_then_restart(tmp_path):
     assert not [p for p in (media / "uploads").rglob("*") if p.is_file()]  # the killed job's upload is gone
     assert not list((media / ".tmp").glob(f"job-{job_id}-*"))  # and its half-written annotated video
     assert not (media / "videos").exists() or not list((media / "videos").rglob("*.mp4"))
+
+
+# ---- `closetai ingest` of clips goes through the same job path ------------------------------------
+
+def test_ingest_video_stores_once_and_refuses_bad_files(store, tmp_path):
+    from closetai.jobs import ingest_video
+    from closetai.video import NotAVideo
+
+    clip = write_clip(tmp_path / "walk.mp4", panned_frames(20), fps=10)
+    outcome, job_id, error = ingest_video(store, clip, Predictor(), source="street")
+    assert (outcome, error) == ("done", None)
+    job = store.get_job(job_id)
+    analysis = store.get_analysis(job["analysis_id"])
+    assert analysis["kind"] == "video" and analysis["source"] == "street" and analysis["filename"] == "walk.mp4"
+    assert [t["label"] for t in analysis["tracks"]] == ["top"] and len(analysis["detections"]) == 10
+    assert ingest_video(store, clip, Predictor()) == ("already", None, None)  # a re-run skips it
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a clip")
+    with pytest.raises(NotAVideo, match="notes.mp4"):
+        ingest_video(store, bad, Predictor())
+    assert store.count_analyses() == 1 and len(store.list_jobs()) == 1 and uploads(store) == []

@@ -1,0 +1,125 @@
+"""A real browser (Debian chromium via Playwright) uploads a clip on /videos, watches the progress bar
+finish, and sees the annotated video, the track rows and the timeline; saves docs/screenshots/video.png.
+
+The clip is the first seconds of ../shared's street-clip-b.mp4 when present (cut here into tmp, never
+into the repo), else a CCP photo panned into a clip."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_video import write_clip
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+STREET = SHARED / "data" / "videos" / "street-clip-b.mp4"
+PHOTO = SHARED / "data" / "ccp" / "photos" / "0010.jpg"
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "video.png"
+SECONDS = 3.0
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.shared,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium)"),
+    pytest.mark.skipif(not STREET.is_file() and not PHOTO.is_file(), reason="needs ../shared clips or CCP photos"),
+]
+
+
+def make_clip(out: Path) -> Path:
+    from closetai.video import H264Writer, iter_frames, probe_video
+
+    if STREET.is_file():
+        with H264Writer(out, fps=probe_video(STREET).fps, preset="ultrafast") as w:
+            for frame in iter_frames(STREET, fps=None):
+                if frame.time >= SECONDS:
+                    break
+                w.write(frame.rgb)
+        return out
+    from closetai.imageio import load_rgb
+
+    photo, _ = load_rgb(PHOTO)
+    h, w = (photo.shape[0] - 40) // 2 * 2, (photo.shape[1] - 40) // 2 * 2
+    return write_clip(out, [np.ascontiguousarray(photo[i * 2:i * 2 + h, i * 2:i * 2 + w]) for i in range(15)], fps=5)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from waitress import create_server
+
+    from app import create_app
+    from closetai.predict import Predictor
+
+    app = create_app({"PREDICTOR": Predictor(device="cpu", threads=2),
+                      "INSTANCE_PATH": tmp_path_factory.mktemp("instance")})
+    srv = create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.effective_port}", app
+    app.extensions["closetai.jobs"].stop()
+    srv.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                               args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+def test_upload_clip_watch_progress_and_see_tracks(server, browser, tmp_path):
+    base, app = server
+    clip = make_clip(tmp_path / "street.mp4")
+    page = browser.new_context(viewport={"width": 1280, "height": 1100}).new_page()
+    page.goto(base + "/")
+    page.click("nav >> text=Videos")
+    assert page.url == base + "/videos"
+    page.set_input_files("#file", str(clip))
+    page.wait_for_url(base + "/videos/*", timeout=30_000)
+    job_path = page.url.replace(base, "")
+
+    # the live bar: moves while analysing (frames done / total, elapsed, time left)
+    page.wait_for_selector("#job-progress", timeout=10_000)
+    page.wait_for_function("() => Number(document.getElementById('job-progress').value) > 0", timeout=120_000)
+    frames_text = page.locator("#frames").inner_text()
+    done, total = (int(v) for v in frames_text.split("/"))
+    assert 0 < done <= total == int(SECONDS * 5)
+    assert page.locator("#elapsed").inner_text().endswith(" s")
+    page.reload()  # survives a reload: the bar is rendered again, not lost
+    # then the page reloads itself with the result once the job is done
+    page.wait_for_selector("video#annotated", timeout=240_000)
+    assert page.url == base + job_path
+    assert page.locator("#partial").count() == 0
+
+    # the annotated video plays in the browser (metadata loaded: H.264 decodable by chromium)
+    page.wait_for_function("() => document.getElementById('annotated').readyState >= 1", timeout=30_000)
+    size = page.evaluate("() => [document.getElementById('annotated').videoWidth, "
+                         "document.getElementById('annotated').videoHeight]")
+    assert size[1] > size[0]  # the portrait street clip stays portrait
+    rows = page.locator("#tracks tr.track")
+    assert rows.count() >= 1
+    first = rows.first
+    assert first.locator(".label").inner_text() in app.extensions["closetai.predictor"].class_names
+    assert first.locator(".colour-name").inner_text() not in ("", "unknown")
+    assert first.locator("img.crop").evaluate("img => img.complete && img.naturalWidth > 0")
+    chart = page.locator("#timeline svg[role='img']")
+    assert "Timeline of street.mp4" in chart.get_attribute("aria-label")
+    assert page.locator("#timeline").inner_text().count("Garments on screen") >= 1
+
+    page.locator("#timeline").scroll_into_view_if_needed()
+    page.evaluate("() => window.scrollTo(0, 0)")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    # the list shows it as done
+    page.goto(base + "/videos")
+    row = page.locator("tr.job").first
+    assert "done" in row.inner_text() and "street.mp4" in row.inner_text()
+    page.context.close()
