@@ -54,7 +54,7 @@ INTERNAL = "internal error: the analysis failed; the details are in the server l
 WORKER = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex}
 
 
-# Inference short side for video frames (photos keep the model's 512): see bench/bench_web_video.py.
+# Inference short side for video frames (photos keep the model's own): see bench/bench_web_video.py.
 DEFAULT_VIDEO_MIN_SIZE = 384
 
 
