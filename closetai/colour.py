@@ -53,9 +53,13 @@ def dominant_colour(image: np.ndarray, mask: np.ndarray, k: int = 3, max_pixels:
         pixels = pixels[np.random.default_rng(seed).choice(len(pixels), max_pixels, replace=False)]
     lab = _to_lab(pixels)
     k = min(k, len(lab))
-    cv2.setRNGSeed(seed)
-    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
-    _, labels, centres = cv2.kmeans(lab, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
+    if len(lab) == 1:
+        # cv2.kmeans returns a 1x1 centre for a single sample; a 1-pixel mask crashed bulk ingest on CCP.
+        labels, centres = np.zeros((1, 1), np.int32), lab.copy()
+    else:
+        cv2.setRNGSeed(seed)
+        criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+        _, labels, centres = cv2.kmeans(lab, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
     counts = np.bincount(labels.reshape(-1), minlength=k)
     best = int(np.argmax(counts))
     centre_rgb = np.clip(cv2.cvtColor(centres[best].reshape(1, 1, 3).astype(np.float32), cv2.COLOR_Lab2RGB)

@@ -66,3 +66,17 @@ def test_palette_names_round_trip():
         assert name_colour(rgb) == name
         assert palette_hex(name) == hex_
     assert palette_hex("no such colour") == "#808080"
+
+
+def test_one_pixel_mask_gets_a_colour():
+    # A Mask R-CNN mask of a single pixel happened on a real CCP photo and crashed k-means naming.
+    import numpy as np
+
+    from closetai.colour import dominant_colour
+
+    img = np.zeros((4, 4, 3), np.uint8)
+    img[1, 2] = (200, 30, 40)
+    mask = np.zeros((4, 4), bool)
+    mask[1, 2] = True
+    out = dominant_colour(img, mask)
+    assert out["name"] == "red" and out["share"] == 1.0 and out["rgb"] == [200, 30, 40]
