@@ -204,6 +204,8 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
                             pattern=a.glob, limit=a.limit, min_score=a.min_score, progress=progress)
     for path, why in summary.unreadable:
         print(f"unreadable: {path}: {why}", file=sys.stderr)
+    for path, why in summary.failed:
+        print(f"failed: {path}: {why}", file=sys.stderr)
     videos_ok = 0
     if summary.videos_skipped and not summary.interrupted:
         videos_ok, interrupted = _ingest_videos(a, store, summary.videos_skipped, load_predictor)

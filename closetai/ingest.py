@@ -30,17 +30,20 @@ class IngestSummary:
     ingested: list[tuple[Path, int]] = field(default_factory=list)  # (file, new analysis id)
     already: list[Path] = field(default_factory=list)  # content hash already stored
     unreadable: list[tuple[Path, str]] = field(default_factory=list)  # (file, why)
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # decoded, but analysis raised (a bug)
     videos_skipped: list[Path] = field(default_factory=list)
     garments: int = 0
     interrupted: bool = False
 
     @property
     def seen(self) -> int:
-        return len(self.ingested) + len(self.already) + len(self.unreadable)
+        return len(self.ingested) + len(self.already) + len(self.unreadable) + len(self.failed)
 
     def line(self) -> str:
         parts = [f"{len(self.ingested)} ingested ({self.garments} garments)",
                  f"{len(self.already)} already ingested", f"{len(self.unreadable)} unreadable"]
+        if self.failed:
+            parts.append(f"{len(self.failed)} failed (analysis error; retried next run)")
         if self.videos_skipped:
             parts.append(f"{len(self.videos_skipped)} videos skipped: video ingest not supported yet")
         return ("interrupted: " if self.interrupted else "") + ", ".join(parts)
@@ -121,6 +124,11 @@ def ingest_folder(folder: str | os.PathLike, store: Store, predictor_factory: Ca
                 raise  # the database is the problem, not the file: stop rather than fail every file
             except ClosetAIError as exc:
                 summary.unreadable.append((path, str(exc)))
+                continue
+            except Exception as exc:  # noqa: BLE001
+                # A bug on one photo (a 1-pixel mask broke colour naming on CCP) must not end a run of
+                # a thousand: it is reported with the file, and the next run retries the file.
+                summary.failed.append((path, f"{type(exc).__name__}: {exc}"))
                 continue
             summary.ingested.append((path, analysis_id))
             summary.garments += store.count_detections(analysis_id)
