@@ -62,7 +62,9 @@ class Predictor:
         self.min_score = float(self.meta.get("score_threshold", 0.5) if min_score is None else min_score)
         self.timings: dict[str, float] = {}
         self.cross_class_iou = cross_class_iou
-        self.amp = True  # bf16 autocast on CUDA (no effect on CPU)
+        # bf16 autocast on CUDA is off: on an H100 it ran 62 frames/s vs 88 in fp32 (bench/bench_gpu.py,
+        # batch 8 of 720p frames): this model's small convs gain less than the casts cost.
+        self.amp = False
 
     @property
     def info(self) -> dict[str, Any]:
