@@ -42,3 +42,29 @@ def synthetic_scene(seed: int = 0, size: tuple[int, int] = (160, 128)) -> tuple[
 def tiny_model_config() -> dict:
     return {"min_size": 128, "max_size": 192, "train_min_size": [128], "fpn_channels": 32,
             "box_head_dim": 64, "mask_head_channels": 32, "rpn_post_nms_test": 50, "rpn_pre_nms_test": 100}
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
+                                    reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium)")
+
+
+class served:
+    """Serve a Flask app with waitress on 127.0.0.1 and a free port in a background thread.
+
+    with served(app) as base_url: ...   (a real HTTP server on loopback, as a user's browser sees it)
+    """
+
+    def __init__(self, app, threads: int = 4):
+        from waitress import create_server
+
+        self.server = create_server(app, host="127.0.0.1", port=0, threads=threads)
+
+    def __enter__(self) -> str:
+        import threading
+
+        threading.Thread(target=self.server.run, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.effective_port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.close()

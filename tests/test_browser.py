@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import needs_chromium, served
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PHOTO = SHARED / "data" / "ccp" / "photos" / "0003.jpg"
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "photo.png"
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
     pytest.mark.shared,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium)"),
+    needs_chromium,
     pytest.mark.skipif(not PHOTO.is_file(), reason="needs ../shared/data/ccp/photos (not present)"),
 ]
 
@@ -24,27 +24,12 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The app served by waitress on 127.0.0.1 and a free port, in a background thread."""
-    from waitress import create_server
-
     from app import create_app
     from closetai.predict import Predictor
 
     app = create_app({"PREDICTOR": Predictor(device="cpu"), "INSTANCE_PATH": tmp_path_factory.mktemp("instance")})
-    srv = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.effective_port}", app
-    srv.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                               args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
-        yield b
-        b.close()
+    with served(app) as base:
+        yield base, app
 
 
 @pytest.fixture

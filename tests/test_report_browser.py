@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import needs_chromium, served
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PHOTOS = SHARED / "data" / "ccp" / "photos"
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "report.png"
 NAMES = ["1005.jpg", "1006.jpg", "1007.jpg", "1008.jpg"]  # unlabelled CCP ids: the report's own data
 
@@ -17,7 +17,7 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
     pytest.mark.shared,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium)"),
+    needs_chromium,
     pytest.mark.skipif(not all((PHOTOS / n).is_file() for n in NAMES),
                        reason="needs ../shared/data/ccp/photos (not present)"),
 ]
@@ -26,8 +26,6 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """Ingest 4 CCP photos with the shipped model, then serve the app on 127.0.0.1 with waitress."""
-    from waitress import create_server
-
     from app import create_app
     from closetai.ingest import ingest_folder
     from closetai.predict import Predictor
@@ -39,21 +37,8 @@ def server(tmp_path_factory):
     app = create_app({"PREDICTOR": predictor, "INSTANCE_PATH": tmp_path_factory.mktemp("instance")})
     summary = ingest_folder(folder, app.extensions["closetai.store"], lambda: predictor, source="CCP street")
     assert len(summary.ingested) == len(NAMES) and summary.garments > 0
-    srv = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.effective_port}", app, summary
-    srv.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                               args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
-        yield b
-        b.close()
+    with served(app) as base:
+        yield base, app, summary
 
 
 def test_report_shows_charts_and_tables(server, browser):

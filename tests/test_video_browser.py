@@ -6,18 +6,17 @@ into the repo), else a CCP photo panned into a clip."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.helpers import needs_chromium, served
 from tests.test_video import write_clip
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 STREET = SHARED / "data" / "videos" / "street-clip-b.mp4"
 PHOTO = SHARED / "data" / "ccp" / "photos" / "0010.jpg"
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "video.png"
 SECONDS = 3.0
 
@@ -25,7 +24,7 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
     pytest.mark.shared,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium)"),
+    needs_chromium,
     pytest.mark.skipif(not STREET.is_file() and not PHOTO.is_file(), reason="needs ../shared clips or CCP photos"),
 ]
 
@@ -49,29 +48,14 @@ def make_clip(out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from waitress import create_server
-
     from app import create_app
     from closetai.predict import Predictor
 
     app = create_app({"PREDICTOR": Predictor(device="cpu", threads=2),
                       "INSTANCE_PATH": tmp_path_factory.mktemp("instance")})
-    srv = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.effective_port}", app
-    app.extensions["closetai.jobs"].stop()
-    srv.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                               args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
-        yield b
-        b.close()
+    with served(app) as base:
+        yield base, app
+        app.extensions["closetai.jobs"].stop()
 
 
 def test_upload_clip_watch_progress_and_see_tracks(server, browser, tmp_path):
