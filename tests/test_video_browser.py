@@ -1,8 +1,8 @@
 """A real browser (Debian chromium via Playwright) uploads a clip on /videos, watches the progress bar
 finish, and sees the annotated video, the track rows and the timeline; saves docs/screenshots/video.png.
 
-The clip is the first seconds of ../shared's street-clip-b.mp4 when present (cut here into tmp, never
-into the repo), else a CCP photo panned into a clip."""
+The clip is a CCP photo (Apache-2.0) panned into a clip: the screenshot is committed, and the street
+clips in ../shared may not be redistributed, not even as a still."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from tests.helpers import needs_chromium, served
 from tests.test_video import write_clip
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-STREET = SHARED / "data" / "videos" / "street-clip-b.mp4"
 PHOTO = SHARED / "data" / "ccp" / "photos" / "0010.jpg"
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "video.png"
 SECONDS = 3.0
@@ -25,20 +24,11 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.shared,
     needs_chromium,
-    pytest.mark.skipif(not STREET.is_file() and not PHOTO.is_file(), reason="needs ../shared clips or CCP photos"),
+    pytest.mark.skipif(not PHOTO.is_file(), reason="needs ../shared CCP photos"),
 ]
 
 
 def make_clip(out: Path) -> Path:
-    from closetai.video import H264Writer, iter_frames, probe_video
-
-    if STREET.is_file():
-        with H264Writer(out, fps=probe_video(STREET).fps, preset="ultrafast") as w:
-            for frame in iter_frames(STREET, fps=None):
-                if frame.time >= SECONDS:
-                    break
-                w.write(frame.rgb)
-        return out
     from closetai.imageio import load_rgb
 
     photo, _ = load_rgb(PHOTO)
