@@ -1,0 +1,91 @@
+"""Security headers on every response and the cross-site request forgery guard (issue 6)."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app import create_app
+from closetai.detections import Detections
+
+
+class FakePredictor:
+    """Stands in for the model: these tests are about HTTP, not detection."""
+
+    class_names = ("top", "jeans")
+    min_score = 0.5
+    info = {"name": "fake", "taxonomy": "test", "device": "cpu", "classes": ["top", "jeans"]}
+    meta = {"config": {"min_size": 448}}
+    timings: dict = {}
+
+    def __call__(self, rgb, min_score=None):
+        h, w = rgb.shape[:2]
+        m = np.zeros((1, h, w), bool)
+        m[0, h // 4: h // 2, w // 4: w // 2] = True
+        return Detections([[w / 4, h / 4, w / 2, h / 2]], [0.9], [1], self.class_names, masks=m)
+
+    def predict_batch(self, frames, min_score=None):
+        return [self(f) for f in frames]
+
+
+@pytest.fixture
+def client(tmp_path):
+    app = create_app({"PREDICTOR": FakePredictor(), "INSTANCE_PATH": tmp_path / "instance", "TESTING": True})
+    yield app.test_client(), app
+    app.extensions["closetai.jobs"].stop()
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((64, 48, 3), 120, np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("path", ["/", "/history", "/report", "/videos", "/api/v1/health", "/nope"])
+def test_every_response_carries_nosniff_and_csp(client, path):
+    c, _ = client
+    r = c.get(path)
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    csp = r.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "http://evil.example"},
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Origin": "null"},
+])
+def test_cross_site_uploads_and_deletes_are_refused(client, headers):
+    c, app = client
+    ok = c.post("/api/v1/analyses", data={"file": (io.BytesIO(_png()), "a.png")})
+    assert ok.status_code == 201
+    aid = ok.get_json()["id"]
+    r = c.post("/api/v1/analyses", data={"file": (io.BytesIO(_png()), "b.png")}, headers=headers)
+    assert r.status_code == 403 and "cross-site request refused" in r.get_json()["error"]
+    r = c.post("/upload", data={"file": (io.BytesIO(_png()), "b.png")}, headers={**headers, "Accept": "text/html"})
+    assert r.status_code == 403 and b"cross-site request refused" in r.data
+    r = c.delete(f"/api/v1/analyses/{aid}", headers=headers)
+    assert r.status_code == 403
+    assert c.get(f"/api/v1/analyses/{aid}").status_code == 200  # still there
+    listing = c.get("/api/v1/analyses").get_json()
+    assert len(listing["analyses"] if isinstance(listing, dict) else listing) == 1  # nothing added
+
+
+def test_same_origin_and_script_clients_pass(client):
+    c, _ = client
+    r = c.post("/api/v1/analyses", data={"file": (io.BytesIO(_png()), "a.png")},
+               headers={"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"})
+    assert r.status_code == 201
+    aid = r.get_json()["id"]
+    assert c.delete(f"/api/v1/analyses/{aid}").status_code == 204  # curl-like: no Origin header
+
+
+def test_uploaded_media_is_never_served_as_html(client):
+    c, _ = client
+    r = c.post("/api/v1/analyses", data={"file": (io.BytesIO(_png()), "x.html")})
+    assert r.status_code == 201
+    body = r.get_json()
+    photo = c.get(body["urls"]["photo"])
+    assert photo.status_code == 200 and photo.mimetype.startswith("image/")
+    assert photo.headers["X-Content-Type-Options"] == "nosniff"
