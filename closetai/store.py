@@ -497,27 +497,39 @@ class Store:
         """
         import pandas as pd
 
-        a = analyses.c
-        # captured_at as text: SQLAlchemy's per-row datetime parsing cost more than the query itself
-        # (100k rows); pandas parses the ISO strings in one vectorised pass below.
-        when = cast(a.captured_at, String).label("captured_at")
-        photo = (select(a.id.label("analysis_id"), a.kind, a.source, when, detections.c.label,
-                        detections.c.score, detections.c.colour_name, detections.c.colour_hex)
-                 .select_from(detections.join(analyses, detections.c.analysis_id == a.id))
-                 .where(a.kind == "photo", *_analysis_filters(sources, since, until)))
-        video = (select(a.id.label("analysis_id"), a.kind, a.source, when, tracks.c.label,
-                        tracks.c.best_score.label("score"), tracks.c.colour_name, tracks.c.colour_hex)
-                 .select_from(tracks.join(analyses, tracks.c.analysis_id == a.id))
-                 .where(a.kind == "video", *_analysis_filters(sources, since, until)))
-        if min_score is not None:
-            photo = photo.where(detections.c.score >= min_score)
-            video = video.where(tracks.c.best_score >= min_score)
-        parts = [q for k, q in (("photo", photo), ("video", video)) if kind in (None, k)]
-        query = parts[0] if len(parts) == 1 else union_all(*parts)
+        query = _counted_garments(sources, since, until, kind, min_score)
         with self.engine.connect() as conn:
             df = pd.read_sql(query, conn)
         df["captured_at"] = pd.to_datetime(df["captured_at"], format="ISO8601")
         return df
+
+    def report_counts(self, sources: list[str] | None = None, since: date | None = None,
+                      until: date | None = None, kind: str | None = None,
+                      min_score: float | None = None) -> dict[str, pd.DataFrame]:
+        """The counted garments of report_items, already grouped in SQL (closetai.report.GarmentCounts).
+
+        Fetching ~100k rows into pandas to group them there took ~0.45 s; these tables have at most a
+        few thousand rows. Keys:
+          cells       day ('YYYY-MM-DD'), label, colour_name, count
+          label_sets  labels (list of the distinct labels of an analysis), analyses (how many analyses
+                      have exactly that set), first, last (captured_at, ISO strings)
+        """
+        import pandas as pd
+
+        g = _counted_garments(sources, since, until, kind, min_score).subquery("g")
+        day = func.substr(g.c.captured_at, 1, 10).label("day")
+        cells = (select(day, g.c.label, g.c.colour_name, func.count().label("count"))
+                 .group_by(day, g.c.label, g.c.colour_name))
+        per_analysis = _counted_garments(sources, since, until, kind, min_score, per_analysis=True).subquery("p")
+        sets = (select(per_analysis.c.labels, func.count().label("analyses"),
+                       func.min(per_analysis.c.captured_at).label("first"),
+                       func.max(per_analysis.c.captured_at).label("last"))
+                .group_by(per_analysis.c.labels))
+        with self.engine.connect() as conn:
+            out = {"cells": pd.read_sql(cells, conn), "label_sets": pd.read_sql(sets, conn)}
+        # "jeans\x1f,top\x1f": each label ends with \x1f so a comma inside a class name cannot split it.
+        out["label_sets"]["labels"] = out["label_sets"]["labels"].str[:-1].str.split(_LABEL_END + ",")
+        return out
 
     def report_version(self) -> tuple:
         """Changes whenever an analysis, detection or track is added or removed: a cache key for reports.
@@ -637,6 +649,40 @@ def _detection_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     d["mask_rle"] = json.loads(d["mask_rle"]) if d["mask_rle"] else None
     d["box"] = [d["x1"], d["y1"], d["x2"], d["y2"]]
     return d
+
+
+_LABEL_END = "\x1f"
+
+
+def _counted_garments(sources: list[str] | None, since: date | None, until: date | None,
+                      kind: str | None, min_score: float | None, per_analysis: bool = False):
+    """SELECT of one row per counted garment (report_items' columns): photo detections, video tracks.
+
+    per_analysis: one row per analysis instead (analysis_id, captured_at, labels: its distinct labels,
+    each followed by _LABEL_END, comma-separated). Grouped by analyses.id, which SQLite scans in order,
+    so it needs no sort (~70 ms on 100k garments; a DISTINCT (analysis, label) self-join took ~180 ms).
+    """
+    a = analyses.c
+    # captured_at as text: SQLAlchemy's per-row datetime parsing cost more than the query itself
+    # (100k rows); pandas parses the ISO strings in one vectorised pass.
+    when = cast(a.captured_at, String).label("captured_at")
+    parts = []
+    for media, table, score in (("photo", detections, detections.c.score), ("video", tracks, tracks.c.best_score)):
+        if kind not in (None, media):
+            continue
+        if per_analysis:
+            # group_concat(DISTINCT x) takes no separator argument in SQLite, hence the terminator.
+            columns = [a.id.label("analysis_id"), when,
+                       func.group_concat((table.c.label + _LABEL_END).distinct()).label("labels")]
+        else:
+            columns = [a.id.label("analysis_id"), a.kind, a.source, when, table.c.label, score.label("score"),
+                       table.c.colour_name, table.c.colour_hex]
+        query = (select(*columns).select_from(table.join(analyses, table.c.analysis_id == a.id))
+                 .where(a.kind == media, *_analysis_filters(sources, since, until)))
+        if min_score is not None:
+            query = query.where(score >= min_score)
+        parts.append(query.group_by(a.id) if per_analysis else query)
+    return parts[0] if len(parts) == 1 else union_all(*parts)
 
 
 def _analysis_filters(sources: list[str] | None, since: date | None, until: date | None) -> list:

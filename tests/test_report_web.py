@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from app import create_app
-from closetai.report import ReportFilters, load_report, report_tables
+from closetai.report import PERIODS, ReportFilters, build_report, load_report, report_tables
 from closetai.store import NewAnalysis, NewDetection, NewTrack, Store, default_sqlite_url
 from closetai.web.report import TABLE_COLUMNS
 
@@ -127,6 +127,24 @@ def test_load_report_applies_min_score_and_period(known):
     r = load_report(known, ReportFilters(min_score=.75, period="month"))
     assert r.n_items == 4 and r.n_analyses == 4 and r.freq == "M"
     assert r.filters["min_score"] == .75
+
+
+@pytest.mark.parametrize("filters", [ReportFilters(), ReportFilters(("milan",), min_score=.6, period="week"),
+                                     ReportFilters(kind="video"), ReportFilters(kind="photo", period="month"),
+                                     ReportFilters(("nowhere",))])
+def test_sql_grouping_equals_pandas_grouping(store, filters):
+    """load_report groups in SQL (Store.report_counts); build_report groups the same rows in pandas."""
+    seed_known(store)
+    seed_many(store)
+    args = filters.store_args()
+    items = store.report_items(**args, min_score=filters.min_score)
+    expected = build_report(items, store.report_count_analyses(**args),
+                            freq=PERIODS.get(filters.period or ""), filters=filters.describe())
+    got = load_report(store, filters)
+    assert (got.n_items, got.n_analyses, got.freq) == (expected.n_items, expected.n_analyses, expected.freq)
+    for name, table in report_tables(expected).items():
+        pd.testing.assert_frame_equal(report_tables(got)[name], table, obj=name)
+    pd.testing.assert_frame_equal(got.colours, expected.colours)
 
 
 # ---- web ----------------------------------------------------------------------------------------

@@ -88,8 +88,8 @@ def _report(filters: ReportFilters) -> Report:
     return _cache().entry(filters)["report"]
 
 
-def _chart(filters: ReportFilters, name: str, fmt: str) -> bytes:
-    entry = _cache().entry(filters)
+def _chart(filters: ReportFilters, name: str, fmt: str, entry: dict | None = None) -> bytes:
+    entry = entry or _cache().entry(filters)
     charts = entry["charts"]
     if (name, fmt) not in charts:
         charts[(name, fmt)] = render_chart(entry["report"], name, fmt)
@@ -125,14 +125,15 @@ def _bad_filter(exc: BadFilter):
 @bp.get("/report")
 def page():
     filters = _filters()
-    report = _report(filters)
+    entry = _cache().entry(filters)  # once: each lookup asks the database for report_version
+    report = entry["report"]
     query = urlencode(filters.query())
     charts = {}
     if not report.empty:
         for name, (_fn, title, caption) in CHARTS.items():
             alt = chart_alt(report, name)
             charts[name] = {"title": title, "caption": caption, "alt": alt,
-                            "svg": _inline_svg(_chart(filters, name, "svg"), alt, name)}
+                            "svg": _inline_svg(_chart(filters, name, "svg", entry), alt, name)}
     tables = report_tables(report)
     return render_template(
         "report.html", error=None, report=report, filters=filters, query=query, args=request.args,
