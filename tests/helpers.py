@@ -68,3 +68,20 @@ class served:
 
     def __exit__(self, *exc) -> None:
         self.server.close()
+
+
+def write_audio_only(path: Path) -> Path:
+    """A one-second AAC tone in an mp4 with no video stream (the 'audio-only upload' case)."""
+    import av
+
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("aac", rate=16000)
+        tone = (0.2 * np.sin(np.arange(16000) * 2 * np.pi * 440 / 16000)).astype(np.float32)[None]
+        for i in range(0, 16000, 1024):
+            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, i:i + 1024]), format="fltp", layout="mono")
+            f.sample_rate, f.pts = 16000, i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path

@@ -25,6 +25,7 @@ from closetai.video import (
     probe_video,
 )
 from closetai.videoanalysis import AnalysisCancelled, analyse_video
+from tests.helpers import write_audio_only
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CCP_PHOTO = SHARED / "data" / "ccp" / "photos" / "0010.jpg"
@@ -342,17 +343,7 @@ def test_zero_frames(tmp_path):
 
 
 def test_audio_only(tmp_path):
-    clip = tmp_path / "voice.m4a"
-    with av.open(str(clip), "w", format="mp4") as c:
-        s = c.add_stream("aac", rate=16000)
-        tone = (0.2 * np.sin(np.arange(16000) * 2 * np.pi * 440 / 16000)).astype(np.float32)[None]
-        for i in range(0, 16000, 1024):
-            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, i:i + 1024]), format="fltp", layout="mono")
-            f.sample_rate, f.pts = 16000, i
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    clip = write_audio_only(tmp_path / "voice.m4a")
     _assert_refused(clip, NoVideoStream, "audio only", tmp_path)
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from app import create_app
 from closetai.detections import decode_mask
 from closetai.store import analyses, detections, jobs, tracks
-from tests.helpers import SHIPPED_MODEL
+from tests.helpers import SHIPPED_MODEL, write_audio_only
 from tests.test_video import CCP_PHOTO, RedPredictor, panned_frames, write_clip
 
 
@@ -206,20 +206,6 @@ def test_clip_corrupted_midway_keeps_what_was_analysed(app, client, tmp_path):
 
 # ---- bad input ----------------------------------------------------------------------------------------
 
-def _audio_only(path: Path) -> Path:
-    with av.open(str(path), "w", format="mp4") as c:
-        s = c.add_stream("aac", rate=16000)
-        tone = (0.2 * np.sin(np.arange(16000) * 2 * np.pi * 440 / 16000)).astype(np.float32)[None]
-        for i in range(0, 16000, 1024):
-            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, i:i + 1024]), format="fltp", layout="mono")
-            f.sample_rate, f.pts = 16000, i
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
-
-
 def _zero_frames(path: Path) -> Path:
     with av.open(str(path), "w", format="mp4") as c:
         s = c.add_stream("libx264", rate=10)
@@ -242,7 +228,7 @@ BAD = [
      "not a video.*noise.mp4"),
     ("image", _jpeg, "photo.jpg", {}, 400, "not a video"),
     ("zero-frames", _zero_frames, "zero.mp4", {}, 400, "no frames"),
-    ("audio-only", _audio_only, "voice.m4a", {}, 400, "audio only, no video stream"),
+    ("audio-only", write_audio_only, "voice.m4a", {}, 400, "audio only, no video stream"),
     ("resolution", lambda p: write_clip(p, panned_frames(10), fps=10), "big.mp4", {"VIDEO_MAX_PIXELS": 10_000}, 413,
      r"resolution 128x96 is above the limit of 10,000 pixels"),
     ("duration", lambda p: write_clip(p, panned_frames(30), fps=10), "long.mp4", {"VIDEO_MAX_DURATION_S": 1.0}, 413,
