@@ -5,68 +5,29 @@
   "use strict";
 
   function uploadPage(form) {
-    const input = document.getElementById("file");
-    const zone = document.getElementById("dropzone");
-    const status = document.getElementById("status");
-    const error = document.getElementById("error");
     const bar = document.getElementById("upload-progress");
-    const maxBytes = Number(form.dataset.maxBytes);
-    let busy = false;
-
-    function showError(message) {
-      error.textContent = message;
-      error.hidden = false;
-      status.textContent = "";
-      bar.hidden = true;
-      form.classList.remove("busy");
-      busy = false;
-    }
-
-    function send(file) {
-      if (busy || !file) return;
-      error.hidden = true;
-      if (file.size === 0) return showError("empty file (0 bytes): " + file.name);
-      if (maxBytes && file.size > maxBytes) {
-        return showError("upload too large: the limit is " + Math.round(maxBytes / 1e6) + " MB per file");
-      }
-      busy = true;
-      form.classList.add("busy");
-      status.textContent = "Uploading " + file.name + "…";
+    const ui = window.closetaiDropzone(form, function (file, body, ui) {
+      ui.status("Uploading " + file.name + "…");
       bar.hidden = false;
-      const body = new FormData();
-      body.append("file", file, file.name);
-      body.append("source", form.elements.source.value);
       // XMLHttpRequest, not fetch: it reports upload progress, which matters for a 100 MB clip.
       const xhr = new XMLHttpRequest();
       xhr.open("POST", form.dataset.api);
       xhr.setRequestHeader("Accept", "application/json");
       xhr.upload.onprogress = function (e) { if (e.lengthComputable) bar.value = e.loaded / e.total; };
-      xhr.onerror = function () { showError("could not reach the server"); };
+      xhr.onerror = function () { ui.fail("could not reach the server"); };
       xhr.onload = function () {
         let data = null;
         try { data = JSON.parse(xhr.responseText); } catch (e) { /* a proxy's HTML error page */ }
         if (xhr.status === 202 && data) {
-          status.textContent = "Uploaded. Opening the progress page…";
+          ui.status("Uploaded. Opening the progress page…");
           window.location.assign(data.page_url);
           return;
         }
-        showError((data && data.error) || ("upload failed (HTTP " + xhr.status + ")"));
+        ui.fail((data && data.error) || ("upload failed (HTTP " + xhr.status + ")"));
       };
       xhr.send(body);
-    }
-
-    input.addEventListener("change", function () { send(input.files[0]); });
-    ["dragenter", "dragover"].forEach(function (type) {
-      zone.addEventListener(type, function (e) { e.preventDefault(); zone.classList.add("over"); });
     });
-    ["dragleave", "drop"].forEach(function (type) {
-      zone.addEventListener(type, function (e) { e.preventDefault(); zone.classList.remove("over"); });
-    });
-    zone.addEventListener("drop", function (e) {
-      const files = e.dataTransfer && e.dataTransfer.files;
-      if (files && files.length) send(files[0]);
-    });
-    form.addEventListener("submit", function (e) { e.preventDefault(); send(input.files[0]); });
+    ui.onFail = function () { bar.hidden = true; };
   }
 
   function progressPage(card) {
