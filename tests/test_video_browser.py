@@ -54,7 +54,9 @@ def test_upload_clip_watch_progress_and_see_tracks(server, browser, tmp_path):
     page = browser.new_context(viewport={"width": 1280, "height": 1100}).new_page()
     page.goto(base + "/")
     page.click("nav >> text=Videos")
-    assert page.url == base + "/videos"
+    # click() returns once the navigation commits; wait for "load" so the deferred upload script has
+    # attached its change listener before the file is picked (CI lost this race once)
+    page.wait_for_url(base + "/videos", wait_until="load")
     page.set_input_files("#file", str(clip))
     page.wait_for_url(base + "/videos/*", timeout=30_000)
     job_path = page.url.replace(base, "")
