@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from closetai.detections import Detections
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CCP = SHARED / "data" / "ccp"
@@ -42,6 +44,25 @@ def synthetic_scene(seed: int = 0, size: tuple[int, int] = (160, 128)) -> tuple[
 def tiny_model_config() -> dict:
     return {"min_size": 128, "max_size": 192, "train_min_size": [128], "fpn_channels": 32,
             "box_head_dim": 64, "mask_head_channels": 32, "rpn_post_nms_test": 50, "rpn_pre_nms_test": 100}
+
+
+class FakePredictor:
+    """Stands in for the model: these tests are about HTTP, not detection."""
+
+    class_names = ("top", "jeans")
+    min_score = 0.5
+    info = {"name": "fake", "taxonomy": "test", "device": "cpu", "classes": ["top", "jeans"]}
+    meta = {"config": {"min_size": 448}}
+    timings: dict = {}
+
+    def __call__(self, rgb, min_score=None):
+        h, w = rgb.shape[:2]
+        m = np.zeros((1, h, w), bool)
+        m[0, h // 4: h // 2, w // 4: w // 2] = True
+        return Detections([[w / 4, h / 4, w / 2, h / 2]], [0.9], [1], self.class_names, masks=m)
+
+    def predict_batch(self, frames, min_score=None):
+        return [self(f) for f in frames]
 
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -7,26 +7,7 @@ import pytest
 from PIL import Image
 
 from app import create_app
-from closetai.detections import Detections
-
-
-class FakePredictor:
-    """Stands in for the model: these tests are about HTTP, not detection."""
-
-    class_names = ("top", "jeans")
-    min_score = 0.5
-    info = {"name": "fake", "taxonomy": "test", "device": "cpu", "classes": ["top", "jeans"]}
-    meta = {"config": {"min_size": 448}}
-    timings: dict = {}
-
-    def __call__(self, rgb, min_score=None):
-        h, w = rgb.shape[:2]
-        m = np.zeros((1, h, w), bool)
-        m[0, h // 4: h // 2, w // 4: w // 2] = True
-        return Detections([[w / 4, h / 4, w / 2, h / 2]], [0.9], [1], self.class_names, masks=m)
-
-    def predict_batch(self, frames, min_score=None):
-        return [self(f) for f in frames]
+from tests.helpers import FakePredictor
 
 
 @pytest.fixture
