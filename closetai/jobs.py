@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from closetai import ClosetAIError
-from closetai.store import JobNotRunning, NewAnalysis, NewDetection, NewTrack, Store, utcnow
+from closetai.store import JobNotRunning, NewAnalysis, NewDetection, NewTrack, Store, pid_alive, utcnow
 from closetai.video import DEFAULT_ANALYSIS_FPS, VideoLimits, probe_video
 
 log = logging.getLogger("closetai.jobs")
@@ -138,16 +138,6 @@ def _remove_upload(store: Store, params: dict[str, Any]) -> None:
         shutil.rmtree(path.parent, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
 def worker_gone(job: dict[str, Any], stale_after_s: float, now: datetime | None = None) -> bool:
     """Is this 'running' job's worker dead (see the module docstring)?"""
     now = now or utcnow()
@@ -163,7 +153,7 @@ def worker_gone(job: dict[str, Any], stale_after_s: float, now: datetime | None 
     if worker.get("token") == WORKER["token"]:
         return False  # ours, and we are alive
     pid = int(worker.get("pid", -1))
-    return pid == WORKER["pid"] or not _pid_alive(pid)
+    return pid == WORKER["pid"] or not pid_alive(pid)
 
 
 def recover_interrupted(store: Store, stale_after_s: float = 60.0) -> list[int]:
@@ -259,7 +249,7 @@ def save_upload(store: Store, stream, filename: str) -> Path:
     suffix = Path(filename).suffix.lower()
     suffix = suffix if suffix[1:].isalnum() and len(suffix) <= 6 else ".bin"
     token = uuid.uuid4().hex
-    tmp = store.media_root / ".tmp" / f"upload-{token}"
+    tmp = store.tmp_path("upload-")
     final = store.media_root / "uploads" / token
     tmp.mkdir(parents=True)
     try:
@@ -430,7 +420,7 @@ def run_video_job(job_id: int, ctx: JobContext) -> None:
     upload = (store.media_root / params["upload"]).resolve()
     if not upload.is_relative_to(store.media_root) or not upload.is_file():
         raise ClosetAIError("the uploaded clip is gone (deleted or lost in a restart); upload again")
-    work = store.media_root / ".tmp" / f"job-{job_id}-{uuid.uuid4().hex}"
+    work = store.tmp_path(f"job-{job_id}-")
     work.mkdir(parents=True)
     try:
         settings = ctx.video

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -218,6 +219,28 @@ class NewAnalysis:
     frame_count: int | None = None
 
 
+_HOST = socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    """Is process `pid` alive on this host?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _owner_gone(name: str) -> bool:
+    """True when a Store.tmp_path name says it was made on this host by a process that has exited."""
+    parts = name.rsplit("~", 2)
+    if len(parts) != 3 or parts[1] != _HOST or not parts[2].isdigit():
+        return False
+    return int(parts[2]) != os.getpid() and not pid_alive(int(parts[2]))
+
+
 # "summary": a video's per-track JSON as `closetai video` writes it (minus frames) and its timeline:
 # fields the tables do not hold (label votes, best box/time, the analysed frame times).
 _FILE_NAMES = {"photo": "photo.jpg", "thumb": "thumb.jpg", "video": "video.mp4", "summary": "summary.json"}
@@ -251,9 +274,15 @@ class Store:
         metadata.create_all(self.engine)
         self.sweep_leftovers()
 
+    def tmp_path(self, prefix: str = "") -> Path:
+        """A fresh path under media_root/.tmp whose name records this process (host and pid), so a
+        restart can tell a dead process's leftovers from a live writer's (sweep_leftovers)."""
+        return self.media_root / ".tmp" / f"{prefix}{uuid.uuid4().hex}~{_HOST}~{os.getpid()}"
+
     def sweep_leftovers(self, older_than_s: float = 3600) -> int:
-        """Remove temp/trash folders a killed process left behind. Only old ones: another process
-        (a worker, `closetai ingest`) may be writing a fresh one right now."""
+        """Remove temp/trash folders a killed process left behind: at once when the process that made it
+        (tmp_path) ran on this host and is gone, otherwise only old ones, since another process (a worker,
+        `closetai ingest`) may be writing a fresh one right now."""
         import time
 
         removed = 0
@@ -262,7 +291,7 @@ class Store:
                 continue
             for child in parent.iterdir():
                 try:
-                    if time.time() - child.stat().st_mtime > older_than_s:
+                    if _owner_gone(child.name) or time.time() - child.stat().st_mtime > older_than_s:
                         shutil.rmtree(child, ignore_errors=True)
                         removed += 1
                 except FileNotFoundError:
@@ -331,7 +360,7 @@ class Store:
         token = uuid.uuid4().hex
         rel_dir = f"{new.kind}s/{day}/{token}"
         final_dir = self.media_root / rel_dir
-        tmp_dir = self.media_root / ".tmp" / token
+        tmp_dir = self.tmp_path("analysis-")
         try:
             self._write_files(tmp_dir, new, dets, trks)
         except OSError as exc:
@@ -398,7 +427,7 @@ class Store:
         """Remove an analysis, its detections, tracks, jobs (cascade) and its media folder."""
         row = self.get_analysis_row(analysis_id)
         folder = self.media_root / row["media_dir"]
-        trash = self.media_root / ".trash" / uuid.uuid4().hex
+        trash = self.media_root / ".trash" / self.tmp_path().name
         moved = False
         if folder.is_dir() and folder.resolve().is_relative_to(self.media_root):
             trash.parent.mkdir(parents=True, exist_ok=True)
