@@ -30,8 +30,19 @@ from closetai.jobs import (
 from closetai.store import Store, default_sqlite_url
 from closetai.video import VideoLimits
 from closetai.web import register
+from closetai.web.auth import access_from_config
 
 log = logging.getLogger("closetai.app")
+
+
+def boolean(raw: str) -> bool:
+    """An environment flag: 1/true/yes/on or 0/false/no/off, any case."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
 
 # Environment variable -> (config key, type)
 _ENV = {
@@ -45,6 +56,12 @@ _ENV = {
     "CLOSETAI_ANALYSIS_MAX_SIDE": ("ANALYSIS_MAX_SIDE", int),
     "CLOSETAI_THREADS": ("THREADS", int),
     "CLOSETAI_SECRET_KEY": ("SECRET_KEY", str),
+    # Access control (closetai.web.auth): any of the first three turns it on.
+    "CLOSETAI_PASSWORD": ("PASSWORD", str),
+    "CLOSETAI_PASSWORD_HASH": ("PASSWORD_HASH", str),
+    "CLOSETAI_API_TOKENS": ("API_TOKENS", str),
+    "CLOSETAI_SECURE_COOKIES": ("SECURE_COOKIES", boolean),
+    "CLOSETAI_SESSION_HOURS": ("SESSION_HOURS", float),
     "CLOSETAI_VIDEO_FPS": ("VIDEO_FPS", float),
     "CLOSETAI_VIDEO_MIN_SIZE": ("VIDEO_MIN_SIZE", int),
     "CLOSETAI_VIDEO_MAX_UPLOAD_MB": ("VIDEO_MAX_UPLOAD_MB", float),
@@ -83,7 +100,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     instance_path = test_config.pop("INSTANCE_PATH", None) or os.environ.get("CLOSETAI_INSTANCE") or None
     app = Flask(__name__, instance_relative_config=True, instance_path=instance_path and str(Path(instance_path).resolve()))
     app.config.from_mapping(
-        SECRET_KEY="dev",
+        SECRET_KEY="dev",  # must be replaced when access control is on (create_app refuses 'dev' then)
+        PASSWORD=None,  # team password for the pages; or PASSWORD_HASH, a werkzeug hash of it
+        PASSWORD_HASH=None,
+        API_TOKENS=None,  # comma-separated bearer tokens for the API
+        SECURE_COOKIES=None,  # None: Secure session cookie exactly when access control is on
+        SESSION_HOURS=12.0,  # a login lasts this long after its last request
+        LOGIN_MAX_FAILURES=5,  # failed logins per client address within LOGIN_WINDOW_S, then 429
+        LOGIN_WINDOW_S=300.0,
         MODEL_PATH=None,  # None: closetai.predict's default (models/closetai-ccp15.pt)
         DEVICE="auto",
         THREADS=None,
@@ -112,6 +136,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.update(_env_overrides())
     app.config.update(test_config)
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"] * 1_000_000)
+    # Checked before the model loads: a server that would start insecurely stops at once, with one line.
+    app.extensions["closetai.access"] = access_from_config(app.config)
     if not app.testing:
         app.logger.setLevel(logging.INFO)  # the startup line (model, device) must show under `flask run`
 
@@ -173,6 +199,9 @@ def main() -> None:
     host = os.environ.get("CLOSETAI_HOST", "127.0.0.1")
     port = int(os.environ.get("CLOSETAI_PORT", "5000"))
     info = app.extensions["closetai.predictor"].info
+    if host not in ("127.0.0.1", "localhost", "::1") and not app.extensions["closetai.access"].enabled:
+        log.warning("listening on %s with access control off: anyone who can reach it can see and delete "
+                    "every analysis (set CLOSETAI_PASSWORD and CLOSETAI_SECRET_KEY)", host)
     log.info("ClosetAI serving on http://%s:%d (model %s on %s)", host, port, info["name"], info["device"])
     runner = app.extensions["closetai.jobs"]
     runner.start()  # resume jobs left queued by the last run now, not at the first request

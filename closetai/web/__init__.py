@@ -106,6 +106,7 @@ def error_response(message: str, status: int):
 
 
 def register(app: Flask) -> None:
+    from closetai.web import auth
     from closetai.web.api import bp as api_bp
     from closetai.web.pages import bp as pages_bp
     from closetai.web.report import bp as report_bp
@@ -118,6 +119,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(video_bp)
     app.register_blueprint(video_api_bp)
     _register_security(app)
+    auth.init_app(app)  # after the cross-site guard: a forged POST /login is refused before any check
 
     @app.errorhandler(ClosetAIError)
     def _closetai_error(exc: ClosetAIError):
