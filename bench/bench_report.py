@@ -12,6 +12,7 @@ report cache emptied before each request) and cached (the same filters again, da
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -60,6 +61,11 @@ def seed(store: Store, n_detections: int, rng: np.random.Generator) -> dict[str,
                  "model_name": "bench", "taxonomy": "bench", "min_score": 0.5, "media_dir": f"bench/{kind}{i}"}
                 for i in range(n)]
 
+    # Masks as stored (COCO RLE JSON): ~410 characters on average for CCP's garments (median 250, max
+    # ~1,700), so the rows a report reads past are as wide as real ones.
+    rle_lengths = np.clip(rng.lognormal(np.log(260), 0.8, 512), 40, 1700).astype(int)
+    masks = [json.dumps({"size": [830, 550], "counts": "x" * int(n)}) for n in rle_lengths]
+
     def garment_rows(n: int) -> tuple[np.ndarray, list[str], np.ndarray]:
         labels = rng.choice(len(CLASSES), n, p=class_p)
         cols = [colours[rng.choice(len(colours), p=colour_p[c])] for c in labels]
@@ -72,7 +78,8 @@ def seed(store: Store, n_detections: int, rng: np.random.Generator) -> dict[str,
         owner = np.repeat(np.arange(1, n_photos + 1), per_photo)
         conn.execute(detections.insert(), [
             {"analysis_id": int(owner[i]), "idx": i, "label": CLASSES[labels[i]], "score": float(scores[i]),
-             "x1": 0, "y1": 0, "x2": 10, "y2": 10, "colour_name": cols[i], "colour_hex": PALETTE[cols[i]]}
+             "x1": 0, "y1": 0, "x2": 10, "y2": 10, "mask_rle": masks[i % len(masks)], "colour_name": cols[i],
+             "colour_hex": PALETTE[cols[i]]}
             for i in range(photo_dets)])
         n_tracks = n_videos * tracks_per_video
         labels, cols, scores = garment_rows(n_tracks)
@@ -83,7 +90,7 @@ def seed(store: Store, n_detections: int, rng: np.random.Generator) -> dict[str,
         conn.execute(detections.insert(), [
             {"analysis_id": n_photos + 1 + t // tracks_per_video, "idx": k, "track_id": t + 1, "frame_index": k,
              "time_s": k / 5, "label": CLASSES[labels[t]], "score": float(scores[t]), "x1": 0, "y1": 0, "x2": 10,
-             "y2": 10, "colour_name": cols[t], "colour_hex": PALETTE[cols[t]]}
+             "y2": 10, "mask_rle": masks[(t + k) % len(masks)], "colour_name": cols[t], "colour_hex": PALETTE[cols[t]]}
             for t in range(n_tracks) for k in range(dets_per_track)])
     return {"photos": n_photos, "videos": n_videos, "detections": n_detections, "tracks": n_tracks}
 
