@@ -97,8 +97,8 @@ def access_from_config(config: Mapping[str, Any]) -> Access:
         raise _fail("set CLOSETAI_PASSWORD or CLOSETAI_PASSWORD_HASH, not both")
     if password_hash and not _looks_like_werkzeug_hash(password_hash):
         raise _fail("CLOSETAI_PASSWORD_HASH is not a werkzeug password hash (scrypt:... or pbkdf2:...); "
-                    "make one with: python -c \"from werkzeug.security import generate_password_hash as h; "
-                    "print(h(input('password: ')))\"")
+                    "make one with: python -c \"import getpass; from werkzeug.security import "
+                    "generate_password_hash as h; print(h(getpass.getpass()))\"")
     short = [i for i, t in enumerate(tokens, 1) if len(t) < MIN_SECRET_CHARS]
     if short:
         raise _fail(f"CLOSETAI_API_TOKENS: token {short[0]} is shorter than {MIN_SECRET_CHARS} characters; "
