@@ -43,7 +43,10 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
+    literal,
     select,
+    text,
     union_all,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -273,12 +276,9 @@ class Store:
 
     # -- schema -----------------------------------------------------------------------------------
     def init_schema(self) -> None:
-        """Create missing tables and indexes (idempotent) and the media folder."""
+        """Bring the schema to the newest migration (idempotent) and create the media folder."""
         self.media_root.mkdir(parents=True, exist_ok=True)
-        metadata.create_all(self.engine)
-        for table in metadata.sorted_tables:  # create_all adds no index to a table that already exists
-            for index in table.indexes:
-                index.create(self.engine, checkfirst=True)
+        migrate(self.engine)
         self.sweep_leftovers()
 
     def tmp_path(self, prefix: str = "") -> Path:
@@ -552,11 +552,13 @@ class Store:
         """
         import pandas as pd
 
-        g = _counted_garments(sources, since, until, kind, min_score).subquery("g")
+        dialect = self.engine.dialect.name
+        g = _counted_garments(sources, since, until, kind, min_score, dialect=dialect).subquery("g")
         day = func.substr(g.c.captured_at, 1, 10).label("day")
         cells = (select(day, g.c.label, g.c.colour_name, func.count().label("count"))
                  .group_by(day, g.c.label, g.c.colour_name))
-        per_analysis = _counted_garments(sources, since, until, kind, min_score, per_analysis=True).subquery("p")
+        per_analysis = _counted_garments(sources, since, until, kind, min_score, per_analysis=True,
+                                         dialect=dialect).subquery("p")
         sets = (select(per_analysis.c.labels, func.count().label("analyses"),
                        func.min(per_analysis.c.captured_at).label("first"),
                        func.max(per_analysis.c.captured_at).label("last"))
@@ -679,6 +681,43 @@ class Store:
             r["params"] = json.loads(r["params"]) if r["params"] else {}
         return rows
 
+    # -- scale-out (issue 8): Celery workers take over a dead worker's job; fanned-out ingest --------
+    def requeue_job(self, job_id: int, dead_worker: Mapping[str, Any] | None,
+                    params: Mapping[str, Any]) -> bool:
+        """running -> queued with new `params`, atomically, and only while the row still names
+        `dead_worker` (the claim the caller found dead): of several workers taking over, one wins."""
+        with self._begin() as conn:
+            raw = conn.execute(select(jobs.c.params).where(jobs.c.id == job_id, jobs.c.status == "running")
+                               ).scalar_one_or_none()
+            if raw is None or (json.loads(raw) if raw else {}).get("worker") != dead_worker:
+                return False
+            return conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.status == "running",
+                                                    jobs.c.params == raw)
+                                .values(status="queued", params=json.dumps(dict(params)), heartbeat_at=utcnow())
+                                ).rowcount == 1
+
+    def active_jobs_by_sha256(self, kinds: tuple[str, ...] = ("photo", "video")) -> dict[str, int]:
+        """{content sha256: job id} of queued or running jobs: files already on their way into the store."""
+        query = (select(jobs.c.id, jobs.c.params)
+                 .where(jobs.c.kind.in_(kinds), jobs.c.status.in_(("queued", "running"))).order_by(jobs.c.id))
+        out: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            for job_id, raw in conn.execute(query):
+                sha = (json.loads(raw) if raw else {}).get("sha256")
+                if sha:
+                    out.setdefault(sha, int(job_id))
+        return out
+
+    def job_states(self, job_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """{id: {status, analysis_id, error}} for many jobs in one query per 500 (an ingest's progress)."""
+        out: dict[int, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(job_ids), 500):
+                query = (select(jobs.c.id, jobs.c.status, jobs.c.analysis_id, jobs.c.error)
+                         .where(jobs.c.id.in_(job_ids[i:i + 500])))
+                out.update({int(r["id"]): dict(r) for r in conn.execute(query).mappings()})
+        return out
+
 
 def _detection_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     d = dict(row)
@@ -691,7 +730,8 @@ _LABEL_END = "\x1f"
 
 
 def _counted_garments(sources: list[str] | None, since: date | None, until: date | None,
-                      kind: str | None, min_score: float | None, per_analysis: bool = False):
+                      kind: str | None, min_score: float | None, per_analysis: bool = False,
+                      dialect: str = "sqlite"):
     """SELECT of one row per counted garment (report_items' columns): photo detections, video tracks.
 
     per_analysis: one row per analysis instead (analysis_id, captured_at, labels: its distinct labels,
@@ -707,9 +747,11 @@ def _counted_garments(sources: list[str] | None, since: date | None, until: date
         if kind not in (None, media):
             continue
         if per_analysis:
-            # group_concat(DISTINCT x) takes no separator argument in SQLite, hence the terminator.
-            columns = [a.id.label("analysis_id"), when,
-                       func.group_concat((table.c.label + _LABEL_END).distinct()).label("labels")]
+            # group_concat(DISTINCT x) takes no separator argument in SQLite (it joins with ","), hence
+            # the terminator; PostgreSQL's string_agg takes DISTINCT and the same "," explicitly.
+            term = (table.c.label + _LABEL_END).distinct()
+            labels = (func.string_agg(term, literal(",")) if dialect == "postgresql" else func.group_concat(term))
+            columns = [a.id.label("analysis_id"), when, labels.label("labels")]
         else:
             columns = [a.id.label("analysis_id"), a.kind, a.source, when, table.c.label, score.label("score"),
                        table.c.colour_name, table.c.colour_hex]
@@ -731,6 +773,49 @@ def _analysis_filters(sources: list[str] | None, since: date | None, until: date
     if until is not None:
         clauses.append(analyses.c.captured_at < datetime.combine(until + timedelta(days=1), datetime.min.time()))
     return clauses
+
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_PRE_MIGRATION_REVISION = "0001"  # the schema metadata.create_all made before migrations existed
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Apply the Alembic migrations in closetai/migrations up to `revision` (idempotent).
+
+    A database made before migrations existed (tables, no alembic_version) is stamped with 0001 first.
+    Several processes may start at once (web + workers): PostgreSQL serialises them with an advisory
+    lock; on SQLite the loser of the race finds the schema already upgraded and carries on.
+    """
+    import time
+
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.exc import DBAPIError
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    for attempt in range(5):
+        try:
+            with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(72620011)"))
+                current = MigrationContext.configure(conn).get_current_revision()
+                if current == head and revision == "head":
+                    return
+                config.attributes["connection"] = conn
+                if current is None and "analyses" in inspect(conn).get_table_names():
+                    command.stamp(config, _PRE_MIGRATION_REVISION)
+                command.upgrade(config, revision)
+            return
+        except DBAPIError as exc:
+            # Another process created the same tables a moment earlier ("already exists") or holds the
+            # SQLite write lock: look again.
+            if attempt == 4:
+                raise StoreError(f"cannot migrate the database schema ({exc.orig})") from exc
+            time.sleep(0.2 * (attempt + 1))
 
 
 def default_sqlite_url(instance_path: str | os.PathLike) -> str:
