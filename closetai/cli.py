@@ -47,9 +47,12 @@ def _cmd_train(a: argparse.Namespace) -> int:
         pretrained_backbone=not a.no_pretrained, config=config, max_iters=a.max_iters, taxonomy=taxonomy,
         warmup_iters=a.warmup_iters, progress=not a.quiet)
     summary = train(args, reader, val_reader)
+    if summary["rank"] != 0:  # under torchrun only rank 0 wrote the model and reports
+        return 0
     if pack_meta:
         _record_split(a.out, pack_meta)
-    print(json.dumps({k: v for k, v in summary.items() if k != "best"} | {"best_mask_AP": summary["best"]["mask_AP"]}))
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("best", "rank")}
+                     | {"best_mask_AP": summary["best"]["mask_AP"]}))
     return 0
 
 
@@ -317,16 +320,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quality", type=int, default=85)
     s.set_defaults(func=_cmd_prepare)
 
-    s = sub.add_parser("train", help="train the Mask R-CNN on a pack or dataset")
+    s = sub.add_parser("train", help="train the Mask R-CNN on a pack or dataset (several GPUs: under torchrun)")
     s.add_argument("data", help="a pack from `closetai prepare`, or a dataset folder / COCO json")
     s.add_argument("--val", help="validation dataset (packs carry their own)")
     s.add_argument("--out", default="models/closetai-ccp15.pt")
     s.add_argument("--epochs", type=int, default=24)
     s.add_argument("--time-budget", type=float, help="seconds of training; the LR schedule fits it")
-    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--batch-size", type=int, default=16,
+                   help="images per step over all processes (torchrun splits it evenly); LR scales with it")
     s.add_argument("--lr", type=float, default=0.02)
     s.add_argument("--warmup-iters", type=int, default=200)
-    s.add_argument("--workers", type=int, default=4)
+    s.add_argument("--workers", type=int, default=4, help="data loader workers per process")
     s.add_argument("--device", default="auto")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")

@@ -1,5 +1,9 @@
 """Training loop (torchvision references/detection style): checkpoints, resume, time budget,
 augmentation, loss log, best model kept by validation mask AP.
+
+Under torchrun (LOCAL_RANK and WORLD_SIZE in the environment) the same loop runs data-parallel:
+one process per GPU (or CPU process with gloo), DistributedDataParallel, each rank a disjoint shard
+of every epoch, --batch-size the global batch; rank 0 alone logs, evaluates and writes files.
 """
 
 from __future__ import annotations
@@ -10,12 +14,15 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from closetai import ClosetAIError
@@ -31,11 +38,11 @@ class TrainArgs:
     val: str | None = None
     epochs: int = 24
     time_budget: float | None = None  # seconds of training; schedule follows whichever ends first
-    batch_size: int = 16
+    batch_size: int = 16  # images per optimizer step, over all processes under torchrun
     lr: float = 0.02  # for batch 16; scaled linearly
     weight_decay: float = 1e-4
     warmup_iters: int = 200
-    workers: int = 4
+    workers: int = 4  # data loader workers per process
     device: str = "auto"
     seed: int = 0
     amp: bool = False  # bf16 autocast on CUDA; off by default (fp32/TF32 is the tested path)
@@ -99,6 +106,78 @@ def collate(batch):
     return tuple(zip(*batch, strict=True))
 
 
+class ShardSampler(torch.utils.data.Sampler[int]):
+    """One rank's disjoint share of a shuffled epoch: DistributedSampler's job, in a different order.
+
+    Every rank draws the one-process DataLoader's order (a RandomSampler on the same seeded generator,
+    which advances each epoch, so each epoch is reshuffled without set_epoch) and keeps every
+    world_size-th index from its rank on. The tail that does not divide evenly is dropped, so shards
+    never overlap and all ranks run the same number of steps. torch's DistributedSampler shuffles with
+    seed + epoch instead, so a one-process torchrun run would not see a plain run's order; this one does.
+    """
+
+    def __init__(self, size: int, rank: int, world_size: int, generator: torch.Generator):
+        self.order = torch.utils.data.RandomSampler(range(size), generator=generator)
+        self.rank, self.world_size = rank, world_size
+        self.num_samples = size // world_size
+
+    def __iter__(self):
+        order = list(self.order)
+        return iter(order[self.rank:self.num_samples * self.world_size:self.world_size])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def _reseed_augmentation(rank: int, worker_id: int) -> None:
+    """worker_init_fn under torchrun: DataLoader seeds worker k from a base seed drawn from the shared
+    generator, the same on every rank, so rank 1's worker k would flip and jitter in step with rank 0's.
+    On rank 0 this is the seed DataLoader already set."""
+    random.seed(torch.initial_seed() + rank * 2**32)
+
+
+@dataclass(frozen=True)
+class Processes:
+    """This process's place in a torchrun launch; a plain run is rank 0 of 1 without a process group."""
+
+    rank: int = 0
+    world_size: int = 1
+    distributed: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _join_torchrun(device: torch.device) -> tuple[Processes, torch.device]:
+    """Start the process group when torchrun launched us (it sets LOCAL_RANK and WORLD_SIZE)."""
+    if "LOCAL_RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return Processes(), device
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ClosetAIError(f"torchrun started local rank {local_rank} but only {torch.cuda.device_count()} "
+                                "GPU(s) are visible; lower --nproc_per_node")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    # Rank 0 evaluates alone while the others wait at a barrier: a DeepFashion2-sized validation set
+    # takes longer than NCCL's default 10 minute timeout.
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=2),
+                            device_id=device if device.type == "cuda" else None)
+    return Processes(dist.get_rank(), dist.get_world_size(), True), device
+
+
+def _from_rank0(value: float, device: torch.device) -> float:
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return t.item()
+
+
+def _sum_over_processes(values: torch.Tensor) -> torch.Tensor:
+    dist.all_reduce(values)
+    return values
+
+
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -135,11 +214,26 @@ def _lr_factor(step: int, progress: float, warmup: int) -> float:
 
 
 def train(args: TrainArgs, reader, val_reader=None) -> dict[str, Any]:
-    """Train; returns a summary. Writes the best model (by val mask AP, else the last) to args.out."""
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    device = pick_device(args.device)
+    """Train; returns a summary. Writes the best model (by val mask AP, else the last) to args.out.
+
+    Under torchrun every process calls this; only rank 0 writes args.out, checkpoints and the log,
+    and the summary's "rank" says which process returned it.
+    """
+    procs, device = _join_torchrun(pick_device(args.device))
+    try:
+        return _train(args, reader, val_reader, procs, device)
+    finally:
+        if procs.distributed:
+            dist.destroy_process_group()
+
+
+def _train(args: TrainArgs, reader, val_reader, procs: Processes, device: torch.device) -> dict[str, Any]:
+    # Augmentation and RPN/ROI sampling differ per rank (rank 0 keeps the plain run's seed);
+    # DDP copies rank 0's initial weights to the others, and the shared loader generator keeps
+    # every rank's epoch order the same.
+    random.seed(args.seed + procs.rank)
+    np.random.seed(args.seed + procs.rank)
+    torch.manual_seed(args.seed + procs.rank)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -149,14 +243,28 @@ def train(args: TrainArgs, reader, val_reader=None) -> dict[str, Any]:
                         trainable_stages=args.trainable_stages).to(device)
     model.transform.min_size = tuple(config["train_min_size"])
     params = [p for p in model.parameters() if p.requires_grad]
-    lr = args.lr * args.batch_size / 16
+    lr = args.lr * args.batch_size / 16  # global batch: DDP averages the ranks' gradients
     optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=args.weight_decay)
-    loader = torch.utils.data.DataLoader(
-        TrainDataset(reader, args.flip, args.photometric), batch_size=args.batch_size, shuffle=True,
-        num_workers=args.workers, collate_fn=collate, drop_last=len(reader) > args.batch_size,
-        persistent_workers=args.workers > 0, generator=torch.Generator().manual_seed(args.seed))
+    dataset = TrainDataset(reader, args.flip, args.photometric)
+    common = {"num_workers": args.workers, "collate_fn": collate, "persistent_workers": args.workers > 0,
+              "generator": torch.Generator().manual_seed(args.seed)}
+    if procs.distributed:
+        if args.batch_size % procs.world_size:
+            raise ClosetAIError(f"--batch-size {args.batch_size} is the global batch and must split evenly "
+                                f"over {procs.world_size} processes")
+        if len(reader) < procs.world_size:
+            raise ClosetAIError(f"{len(reader)} training images cannot be shared by {procs.world_size} processes")
+        batch = args.batch_size // procs.world_size
+        sampler = ShardSampler(len(reader), procs.rank, procs.world_size, common["generator"])
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch, sampler=sampler,
+                                             drop_last=len(sampler) > batch,
+                                             worker_init_fn=partial(_reseed_augmentation, procs.rank), **common)
+    else:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True,
+                                             drop_last=len(reader) > args.batch_size, **common)
     ckpt_dir = Path(args.checkpoint_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    if procs.main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
     log_path = ckpt_dir / "train_log.jsonl"
     start_epoch, step, elapsed, best = 0, 0, 0.0, {"mask_AP": -1.0}
     if args.resume:
@@ -164,6 +272,9 @@ def train(args: TrainArgs, reader, val_reader=None) -> dict[str, Any]:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch, step, elapsed, best = ckpt["epoch"] + 1, ckpt["step"], ckpt["elapsed"], ckpt["best"]
+    # Forward and backward go through `net`; evaluation, checkpoints and the model file use `model`.
+    net = (DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+           if procs.distributed else model)
     use_amp = args.amp and device.type == "cuda"
     iters_per_epoch = max(1, len(loader))
     total_iters = args.epochs * iters_per_epoch
@@ -176,9 +287,18 @@ def train(args: TrainArgs, reader, val_reader=None) -> dict[str, Any]:
             p = max(p, elapsed / args.time_budget)
         return p
 
-    def finish_epoch(epoch: int, final: bool) -> None:
+    def finish_epoch(epoch: int, final: bool, images_seen: int) -> None:
+        if procs.distributed:
+            images_seen = int(_sum_over_processes(torch.tensor([images_seen], device=device)).item())
+        if procs.main:
+            write_epoch(epoch, final, images_seen)
+        if procs.distributed:
+            dist.barrier()  # the others wait while rank 0 evaluates and saves
+
+    def write_epoch(epoch: int, final: bool, images_seen: int) -> None:
         nonlocal best
-        record: dict[str, Any] = {"epoch": epoch, "step": step, "elapsed_s": round(elapsed, 1)}
+        record: dict[str, Any] = {"epoch": epoch, "step": step, "elapsed_s": round(elapsed, 1),
+                                  "images": images_seen, "processes": procs.world_size}
         if val_reader is not None and (final or (epoch + 1) % args.eval_every == 0):
             model.transform.min_size = (config["min_size"],)
             metrics = evaluate_model(model, val_reader, device, classes)
@@ -187,10 +307,10 @@ def train(args: TrainArgs, reader, val_reader=None) -> dict[str, Any]:
             record.update(mask_AP=metrics["mask"]["AP"], box_AP=metrics["box"]["AP"])
             if metrics["mask"]["AP"] > best["mask_AP"]:
                 best = {"mask_AP": metrics["mask"]["AP"], "epoch": epoch, "metrics": metrics}
-                _save(model, args, config, classes, best, step)
+                _save(model, args, config, classes, best, step, procs.world_size)
         elif val_reader is None and final:
             best = {"mask_AP": None, "epoch": epoch, "metrics": None}
-            _save(model, args, config, classes, best, step)
+            _save(model, args, config, classes, best, step, procs.world_size)
         with log_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         tmp = ckpt_dir / "last.pt.tmp"
@@ -199,19 +319,22 @@ def train(args: TrainArgs, reader, val_reader=None) -> dict[str, Any]:
         os.replace(tmp, ckpt_dir / "last.pt")
         print(json.dumps(record), flush=True)
 
-    model.train()
+    net.train()
     epoch = start_epoch
     done = progress_now() >= 1.0
     while not done:
-        bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not args.progress, mininterval=5)
+        bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not (args.progress and procs.main),
+                   mininterval=5)
         t0 = time.time()
+        images_seen = 0
         for images, targets in bar:
+            images_seen += len(images)
             images = [im.to(device, non_blocking=True) for im in images]
             targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
             for g in optimizer.param_groups:
                 g["lr"] = lr * _lr_factor(step, progress_now(), args.warmup_iters)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                losses = model(images, targets)
+                losses = net(images, targets)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 raise ClosetAIError(f"loss became {loss.item()} at step {step}; lower --lr")
@@ -222,24 +345,37 @@ def train(args: TrainArgs, reader, val_reader=None) -> dict[str, Any]:
             step += 1
             elapsed += time.time() - t0
             t0 = time.time()
+            if procs.distributed and args.time_budget:
+                # Every rank runs on rank 0's clock: the same LR, and the same step to stop at (a rank
+                # that stopped alone would leave the others waiting in all-reduce for ever).
+                elapsed = _from_rank0(elapsed, device)
             if step % 20 == 0:
-                with log_path.open("a") as f:
-                    f.write(json.dumps({"step": step, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
-                                        "loss": round(loss.item(), 4),
-                                        **{k: round(v.item(), 4) for k, v in losses.items()}}) + "\n")
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                names = ["loss", *losses]
+                values = torch.stack([loss.detach().float(), *(v.detach().float() for v in losses.values())])
+                if procs.distributed:  # the mean over the global batch, not rank 0's share of it
+                    values = _sum_over_processes(values) / procs.world_size
+                values = values.tolist()
+                if procs.main:
+                    with log_path.open("a") as f:
+                        f.write(json.dumps({"step": step, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
+                                            **{n: round(v, 4) for n, v in zip(names, values, strict=True)}})
+                                + "\n")
+                bar.set_postfix(loss=f"{values[0]:.3f}")
             if progress_now() >= 1.0:
                 done = True
                 break
-        finish_epoch(epoch, final=done)
+        finish_epoch(epoch, final=done, images_seen=images_seen)
         epoch += 1
     return {"best": best, "steps": step, "epochs": epoch - start_epoch, "elapsed_s": round(elapsed, 1),
-            "device": str(device), "out": args.out}
+            "device": str(device), "out": args.out, "processes": procs.world_size, "rank": procs.rank}
 
 
-def _save(model, args: TrainArgs, config: dict, classes: tuple[str, ...], best: dict, step: int) -> None:
+def _save(model, args: TrainArgs, config: dict, classes: tuple[str, ...], best: dict, step: int,
+          processes: int = 1) -> None:
     eval_config = {**config, "min_size": config["min_size"]}
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    if processes > 1:
+        gpu = f"{processes} x {gpu}"
     metadata = {
         "name": Path(args.out).stem, "taxonomy": args.taxonomy, "classes": list(classes),
         "score_threshold": 0.5, "trained": {

@@ -126,3 +126,26 @@ def test_train_writes_best_model_checkpoint_and_resumes(tmp_path):
     args.epochs, args.resume = 3, str(tmp_path / "ck" / "last.pt")
     resumed = train(args, SyntheticReader(4), SyntheticReader(2, offset=50))
     assert resumed["steps"] == 6 and resumed["epochs"] == 1
+
+
+def test_folding_frozen_batchnorm_keeps_the_outputs(tmp_path):
+    from torchvision.ops import FrozenBatchNorm2d
+
+    from closetai.model import fold_frozen_batchnorm
+
+    cfg = tiny_model_config()
+    torch.manual_seed(0)
+    m = build_model(3, cfg).eval()
+    for bn in (mod for mod in m.modules() if isinstance(mod, FrozenBatchNorm2d)):  # non-trivial statistics
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.2, 0.2)
+    x = [torch.rand(3, 120, 90)]
+    with torch.no_grad():
+        before = m.backbone(m.transform(x)[0].tensors)
+        assert fold_frozen_batchnorm(m) == 64  # every conv+BN pair of the Lite2 backbone
+        after = m.backbone(m.transform(x)[0].tensors)
+    assert not any(isinstance(mod, FrozenBatchNorm2d) for mod in m.modules())
+    for k in before:  # float rounding only, relative to each level's scale
+        assert (before[k] - after[k]).abs().max() <= 1e-4 * before[k].abs().max(), k
