@@ -69,6 +69,7 @@ _ENV = {
     "CLOSETAI_VIDEO_MAX_PIXELS": ("VIDEO_MAX_PIXELS", int),
     "CLOSETAI_JOB_WORKERS": ("JOB_WORKERS", int),
     "CLOSETAI_JOB_STALE_S": ("JOB_STALE_S", float),
+    "CLOSETAI_BROKER_URL": ("BROKER_URL", str),
 }
 
 
@@ -131,6 +132,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         JOB_WORKERS=1,  # one Mask R-CNN at a time: two on 2 cores only thrash
         JOB_STALE_S=60.0,  # a running job without a heartbeat this long is failed (closetai.jobs)
         JOB_PROGRESS_INTERVAL_S=0.5,
+        BROKER_URL=None,  # None: jobs run in this process's threads; redis://...: on `closetai worker`s (Celery)
     )
     app.config.from_pyfile("config.py", silent=True)
     app.config.update(_env_overrides())
@@ -171,9 +173,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["closetai.video_settings"] = video
     ctx = JobContext(store=store, predictor=predictor, lock=app.extensions["closetai.lock"], video=video,
                      progress_interval_s=app.config["JOB_PROGRESS_INTERVAL_S"])
-    recover_interrupted(store, app.config["JOB_STALE_S"])
-    app.extensions["closetai.jobs"] = ThreadJobRunner(ctx, workers=app.config["JOB_WORKERS"],
-                                                      stale_after_s=app.config["JOB_STALE_S"])
+    if app.config["BROKER_URL"]:
+        # Jobs run on Celery workers. No restart sweep here: a job whose worker died is redelivered and
+        # taken over by another worker (closetai.worker), which failing it from here would pre-empt.
+        from closetai.worker import CeleryJobRunner
+
+        app.extensions["closetai.jobs"] = CeleryJobRunner(app.config["BROKER_URL"])
+    else:
+        recover_interrupted(store, app.config["JOB_STALE_S"])
+        app.extensions["closetai.jobs"] = ThreadJobRunner(ctx, workers=app.config["JOB_WORKERS"],
+                                                          stale_after_s=app.config["JOB_STALE_S"])
 
     register(app)
 

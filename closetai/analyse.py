@@ -105,13 +105,15 @@ def fit_long_side(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
 
 def analyse_photo(data: bytes, filename: str | None, *, predictor, store: Store, source: str = "",
                   max_pixels: int = DEFAULT_MAX_PIXELS, min_score: float | None = None,
-                  lock: threading.Lock | None = None, max_side: int | None = ANALYSIS_MAX_SIDE) -> int:
+                  lock: threading.Lock | None = None, max_side: int | None = ANALYSIS_MAX_SIDE,
+                  finish_job: int | None = None) -> int:
     """Decode, detect, describe and store one photo. Returns the new analysis id.
 
     Photos with a long side above `max_side` are analysed and stored at that size (width, height, boxes
     and masks all refer to the stored photo). Raises BadImage / ImageTooLarge (nothing stored) for input
     that is not a usable image. `lock` serialises inference: on a small CPU box two concurrent
-    Mask R-CNN passes only thrash.
+    Mask R-CNN passes only thrash. `finish_job`: the queued job this analysis completes, marked done in
+    the same transaction (Store.add_analysis), so a retried job cannot store the photo twice.
     """
     name = display_name(filename)
     rgb, info = load_rgb(data, name, max_pixels=max_pixels)
@@ -128,7 +130,7 @@ def analyse_photo(data: bytes, filename: str | None, *, predictor, store: Store,
         min_score=float(predictor.min_score if min_score is None else min_score),
         files={"photo": jpeg_bytes(rgb, quality=90), "thumb": jpeg_bytes(rgb, quality=80, max_side=THUMB_SIDE)},
     )
-    return store.add_analysis(new, described)
+    return store.add_analysis(new, described, finish_job=finish_job)
 
 
 def stored_detections(analysis: dict[str, Any], class_names: tuple[str, ...]) -> Detections:

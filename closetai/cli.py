@@ -186,6 +186,7 @@ def _open_store(a: argparse.Namespace):
 
 
 def _cmd_ingest(a: argparse.Namespace) -> int:
+    import os
     import time
 
     from tqdm import tqdm
@@ -193,6 +194,9 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
     from closetai.ingest import ingest_folder
 
     store = _open_store(a)
+    broker = a.broker_url or os.environ.get("CLOSETAI_BROKER_URL")
+    if broker:
+        return _ingest_on_workers(a, store, broker)
 
     def load_predictor():
         from closetai.predict import Predictor
@@ -223,6 +227,82 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
         return 130
     if not summary.ingested and not summary.already and not videos_ok:
         raise ClosetAIError(f"nothing could be read in {a.folder}")
+    return 0
+
+
+def _ingest_on_workers(a: argparse.Namespace, store, broker: str) -> int:
+    """`closetai ingest` with a broker: one job per new file for `closetai worker` processes, then a
+    progress bar over the jobs and the same summary line as the in-process ingest (or, with --no-wait,
+    what was queued)."""
+    import os
+    import time
+
+    from kombu.exceptions import OperationalError
+    from tqdm import tqdm
+
+    from closetai.ingest import collect_jobs, queue_folder
+    from closetai.jobs import DEFAULT_VIDEO_MIN_SIZE, VideoSettings
+    from closetai.worker import CeleryJobRunner
+
+    started = time.perf_counter()
+    settings = VideoSettings(min_size=int(os.environ.get("CLOSETAI_VIDEO_MIN_SIZE") or DEFAULT_VIDEO_MIN_SIZE))
+    runner = CeleryJobRunner(broker)
+    try:
+        fan = queue_folder(a.folder, store, runner.submit, source=a.source, recursive=a.recursive,
+                           pattern=a.glob, limit=a.limit, min_score=a.min_score, video_settings=settings)
+    except OperationalError as exc:
+        raise ClosetAIError(f"cannot reach the broker ({exc}); the jobs made so far stay queued and are "
+                            "sent again when this command is run again") from exc
+    summary = fan.summary
+    n_videos = len(summary.videos_skipped)
+    if a.no_wait:
+        print(f"{a.folder}: {len(fan.jobs)} files queued for the workers ({fan.submitted} sent now), "
+              f"{len(summary.already)} already ingested, {len(summary.unreadable)} unreadable; "
+              f"database {store.url}")
+        return 0
+    with tqdm(total=len(fan.jobs), unit="file", desc="ingest (workers)", disable=a.quiet) as bar:
+        collect_jobs(fan, store, on_finished=bar.update)
+    for path, why in summary.unreadable:
+        print(f"unreadable: {path}: {why}", file=sys.stderr)
+    for path, why in summary.failed + summary.videos_failed:
+        print(f"failed: {path}: {why}", file=sys.stderr)
+    line = [part for part in summary.line().split(", ") if not part.endswith("video ingest not supported yet")]
+    if n_videos:
+        line.append(f"{summary.videos_stored} of {n_videos} videos stored")
+    print(f"{a.folder}: {', '.join(line)} in {time.perf_counter() - started:.0f} s; database {store.url}")
+    if summary.interrupted:
+        print("closetai: interrupted; the queued files go on in the workers: run the same command again "
+              "to wait for them", file=sys.stderr)
+        return 130
+    if not summary.ingested and not summary.already and not summary.videos_stored:
+        raise ClosetAIError(f"nothing could be read in {a.folder}")
+    return 0
+
+
+def _cmd_worker(a: argparse.Namespace) -> int:
+    """A Celery worker (closetai.worker) on the shared database: --concurrency processes, each loading the
+    model on its first job."""
+    import os
+
+    broker = a.broker_url or os.environ.get("CLOSETAI_BROKER_URL")
+    if not broker:
+        raise ClosetAIError("no broker: set CLOSETAI_BROKER_URL (e.g. redis://127.0.0.1:6379/0) or --broker-url")
+    if a.concurrency < 1:
+        raise ClosetAIError("--concurrency must be at least 1")
+    store = _open_store(a)  # the schema and the media folder exist before any process takes a job
+    # The pool processes are forked from this one and read their settings from the environment.
+    os.environ.update(CLOSETAI_BROKER_URL=broker, CLOSETAI_DATABASE_URL=store.url,
+                      CLOSETAI_MEDIA_ROOT=str(store.media_root))
+    for var, value in (("CLOSETAI_THREADS", a.threads), ("CLOSETAI_MODEL", a.model), ("CLOSETAI_DEVICE", a.device)):
+        if value:
+            os.environ[var] = str(value)
+    store.dispose()  # no pooled connection may cross the fork
+
+    from closetai.worker import celery, configure
+
+    configure(celery, broker)
+    celery.worker_main(["worker", "--pool=prefork", f"--concurrency={a.concurrency}", f"--loglevel={a.loglevel}",
+                        "--without-gossip", "--without-mingle", f"--hostname=closetai-{os.getpid()}@%h"])
     return 0
 
 
@@ -404,8 +484,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int)
     s.add_argument("--min-score", type=float)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--broker-url", help="queue the files for `closetai worker` processes (default $CLOSETAI_BROKER_URL; "
+                                        "unset: analyse here)")
+    s.add_argument("--no-wait", action="store_true", help="with a broker: queue the files and return at once")
     _add_store_options(s)
     s.set_defaults(func=_cmd_ingest)
+
+    s = sub.add_parser("worker", help="run queued jobs (videos, ingested photos) from CLOSETAI_BROKER_URL (Celery)")
+    s.add_argument("--concurrency", type=int, default=1, help="worker processes, each with its own model")
+    s.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's)")
+    s.add_argument("--broker-url", help="default $CLOSETAI_BROKER_URL, e.g. redis://127.0.0.1:6379/0")
+    s.add_argument("--model")
+    s.add_argument("--device", help="cpu, cuda or auto (default $CLOSETAI_DEVICE or auto)")
+    s.add_argument("--loglevel", default="INFO")
+    _add_store_options(s)
+    s.set_defaults(func=_cmd_worker)
 
     s = sub.add_parser("report", help="trend report charts (PNG + SVG), report.csv and report.json into a folder")
     s.add_argument("--out", required=True)

@@ -2,10 +2,13 @@
 
 A job is a row in the `jobs` table (closetai.store) plus a job function `fn(job_id, ctx)` that reads its
 params from that row and writes progress and results only through the store. Nothing here holds state
-a worker in another process could not rebuild, so a Celery task could run the same function later:
+a worker in another process could not rebuild, so a Celery task runs the same functions
+(closetai.worker, when CLOSETAI_BROKER_URL is set):
 
     @celery.task
-    def run(job_id): run_job(job_id, worker_context())   # the context built once per worker process
+    def run(job_id): run_delivered_job(job_id, worker_context(), stale_after_s)   # context once per process
+
+Kinds: 'video' (a web upload or an ingested clip) and 'photo' (one file of a fanned-out `closetai ingest`).
 
 Lifecycle: queued -> running (claimed atomically, so two workers never run one job) -> done | failed.
 Progress (done/total) and a heartbeat are written at most every `progress_interval_s`.
@@ -18,6 +21,9 @@ the process (out of memory, a decoder bug) would crash every restart in a loop. 
     incarnation, as with pid 1 in a container), checked when the app is created; or
   - its heartbeat is older than `stale_after_s` (any host; also swept periodically by idle workers).
 Jobs still 'queued' at a restart keep their upload and run when the workers start.
+On Celery (closetai.worker) the broker hands a dead worker's task to another worker instead, and that
+worker TAKES OVER the job (take_over: back to 'queued', claimed afresh, analysed from the start), at
+most MAX_TAKEOVERS times: a clip that kills every worker that opens it is then failed, not looped on.
 """
 
 from __future__ import annotations
@@ -48,10 +54,22 @@ log = logging.getLogger("closetai.jobs")
 INTERRUPTED = "interrupted by a server restart; upload again"
 SHUTDOWN = "cancelled: the server shut down while analysing; upload again"
 INTERNAL = "internal error: the analysis failed; the details are in the server log"
+MAX_TAKEOVERS = 2
+CRASHED = "the analysis stopped its worker {n} times (out of memory?); not tried again"
 
 # Who runs a job: stored in its params when claimed, so a later process can tell a dead worker's
 # 'running' job from a live one. The token tells this process from an earlier one with the same pid.
 WORKER = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex}
+
+
+def _new_worker_identity() -> None:
+    """A forked child (a Celery prefork process) is a worker of its own: it must not claim jobs under its
+    parent's pid, or killing the child would leave its job looking alive. Updated in place: importers
+    hold this very dict."""
+    WORKER.update(pid=os.getpid(), token=uuid.uuid4().hex)
+
+
+os.register_at_fork(after_in_child=_new_worker_identity)
 
 
 # Inference short side for video frames: the shipped model's own 448. 384 is 11% faster on a 2-core CPU
@@ -125,6 +143,48 @@ def run_job(job_id: int, ctx: JobContext) -> str:
     finally:
         _remove_upload(ctx.store, job["params"])
     return ctx.store.get_job(job_id)["status"]
+
+
+def take_over(store: Store, job_id: int, stale_after_s: float) -> str:
+    """For a task delivered again (closetai.worker: acks late, so a killed worker's task comes back):
+    the job's status as the caller should treat it.
+
+      'done' / 'failed'  finished already: nothing to do (the redelivery of a finished job is a no-op)
+      'busy'             running on a live worker: leave it alone, ask again later
+      'queued'           ready to claim; a 'running' job whose worker is gone (worker_gone) is put back
+                         to 'queued' first and the dead worker's half-written work removed
+
+    The move back to 'queued' only happens while the row still names the worker found dead, so two
+    workers that both see it dead take it over once; claim_job then picks exactly one runner. Should the
+    "dead" worker only have been slow and finish after all, add_analysis(finish_job=...) commits for
+    whichever finishes first and rolls the other back: the job is never stored twice.
+    """
+    job = store.get_job(job_id)
+    status = job["status"]
+    if status != "running":
+        return status
+    if not worker_gone(job, stale_after_s):
+        return "busy"
+    takeovers = int(job["params"].get("takeovers", 0))
+    if takeovers >= MAX_TAKEOVERS:
+        if store.fail_job(job_id, CRASHED.format(n=takeovers + 1), only_if=("running",)):
+            _remove_upload(store, job["params"])
+        return "failed"
+    if store.requeue_job(job_id, job["params"].get("worker"), {**job["params"], "takeovers": takeovers + 1}):
+        for work in (store.media_root / ".tmp").glob(f"job-{job_id}-*"):  # its half-written video
+            shutil.rmtree(work, ignore_errors=True)
+        store.sweep_leftovers()  # its half-stored analysis folder, when it ran on this host
+        log.warning("job %d: its worker %s is gone; taken over by pid %d", job_id,
+                    job["params"].get("worker"), WORKER["pid"])
+    return "queued"
+
+
+def run_delivered_job(job_id: int, ctx: JobContext, stale_after_s: float) -> str:
+    """run_job for a queue's task, which may be a redelivery: take_over, then run_job when the job is
+    ready. Returns run_job's outcome, or take_over's 'done' / 'failed' / 'busy' when there was nothing
+    to run."""
+    state = take_over(ctx.store, job_id, stale_after_s)
+    return run_job(job_id, ctx) if state == "queued" else state
 
 
 def _remove_upload(store: Store, params: dict[str, Any]) -> None:
@@ -446,7 +506,40 @@ def run_video_job(job_id: int, ctx: JobContext) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-JOB_FUNCTIONS: dict[str, JobFunction] = {"video": run_video_job}
+def create_photo_job(store: Store, path: Path, source: str = "", *, sha256: str | None = None,
+                     min_score: float | None = None, max_side: int | None = None) -> int:
+    """Queue one photo of a bulk ingest: the file is copied under media_root/uploads/ (a worker on another
+    machine shares the media folder, not the ingest's folder) and analysed by run_photo_job."""
+    with open(path, "rb") as f:
+        upload = save_upload(store, f, path.name)
+    try:
+        params = {"upload": upload.relative_to(store.media_root).as_posix(), "filename": path.name,
+                  "source": source, "sha256": sha256 or sha256_file(upload), "min_score": min_score,
+                  "max_side": max_side}
+        return store.create_job("photo", total=1, params=params)
+    except BaseException:
+        shutil.rmtree(upload.parent, ignore_errors=True)
+        raise
+
+
+def run_photo_job(job_id: int, ctx: JobContext) -> None:
+    """Analyse and store one queued photo (closetai.analyse, as a web upload or the in-process ingest).
+    The analysis rows and the job's 'done' are one transaction: a redelivered task stores nothing twice.
+    An unreadable photo fails the job with the reader's message (ingest reports it as unreadable)."""
+    from closetai.analyse import ANALYSIS_MAX_SIDE, analyse_photo
+
+    store = ctx.store
+    params = store.get_job(job_id)["params"]
+    upload = (store.media_root / params["upload"]).resolve()
+    if not upload.is_relative_to(store.media_root) or not upload.is_file():
+        raise ClosetAIError("the queued photo is gone (deleted or lost in a restart); ingest it again")
+    max_side = params.get("max_side")
+    analyse_photo(upload.read_bytes(), params.get("filename", upload.name), predictor=ctx.predictor, store=store,
+                  source=params.get("source", ""), min_score=params.get("min_score"), lock=ctx.lock,
+                  max_side=ANALYSIS_MAX_SIDE if max_side is None else max_side, finish_job=job_id)
+
+
+JOB_FUNCTIONS: dict[str, JobFunction] = {"video": run_video_job, "photo": run_photo_job}
 
 
 def job_status(job: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
@@ -473,8 +566,9 @@ def job_status(job: dict[str, Any], now: datetime | None = None) -> dict[str, An
             "created_at": job["created_at"].isoformat(timespec="seconds") + "Z"}
 
 
-__all__ = ["INTERRUPTED", "JobContext", "JobRunner", "ThreadJobRunner", "VideoSettings", "create_video_job",
-           "job_status", "recover_interrupted", "run_job", "run_video_job", "save_upload", "worker_gone"]
+__all__ = ["INTERRUPTED", "JobContext", "JobRunner", "ThreadJobRunner", "VideoSettings", "create_photo_job",
+           "create_video_job", "job_status", "recover_interrupted", "run_delivered_job", "run_job",
+           "run_photo_job", "run_video_job", "save_upload", "take_over", "worker_gone"]
 
 
 def ingest_video(store: Store, path: Path, predictor, *, source: str = "", settings: VideoSettings | None = None,
