@@ -25,6 +25,7 @@ DEFAULT_ANALYSIS_FPS = 5.0
 # Container families accepted as video (FFmpeg demuxer names). Anything else FFmpeg can open (a
 # JPEG, a GIF, a text file read by the "tty" demuxer) is refused: it is not a clip a person filmed.
 VIDEO_CONTAINERS = {"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "avi", "mpegts", "mpeg"}
+_OPEN_OPTIONS = {"format_whitelist": ",".join(sorted(VIDEO_CONTAINERS)), "protocol_whitelist": "file"}
 
 
 class VideoError(ClosetAIError):
@@ -119,9 +120,13 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
     if Path(path).stat().st_size == 0:
         raise NotAVideo(f"empty file, not a video: {name}")
     try:
-        container = av.open(str(path), "r")
+        # Only the container demuxers we accept may read the file, and only from a local file: a
+        # playlist or concat script (hls, concat) would otherwise open the files or URLs it names
+        # while being opened (other users' uploads, itself in a loop until file handles run out).
+        container = av.open(str(path), "r", container_options=_OPEN_OPTIONS)
     except av.error.FFmpegError as exc:
-        raise NotAVideo(f"not a video (unrecognised or truncated before its index): {name}") from exc
+        raise NotAVideo(f"not a video (unrecognised content, or truncated before its index): {name}; "
+                        "use mp4, mov, webm or avi") from exc
     if not set(container.format.name.split(",")) & VIDEO_CONTAINERS:
         kind = container.format.long_name or container.format.name
         container.close()
@@ -171,6 +176,8 @@ def probe_video(path: str | os.PathLike, limits: VideoLimits | None = None) -> V
     try:
         stream = container.streams.video[0]
         cc = stream.codec_context
+        if cc is None:  # FFmpeg found no decoder for the stream's codec tag (a damaged sample description)
+            raise VideoCorrupt(f"video cannot be decoded (unknown codec or corrupt header): {name}")
         coded_w, coded_h = cc.width, cc.height
         if coded_w * coded_h > limits.max_pixels:
             raise VideoTooLarge(f"video resolution {coded_w}x{coded_h} is above the limit of "
@@ -195,6 +202,9 @@ def probe_video(path: str | os.PathLike, limits: VideoLimits | None = None) -> V
         frames = stream.frames or max(1, round(duration * fps))
         if not duration:
             duration = frames / fps
+        if frames > 2 * duration * fps + 10:  # a header can claim any count; its own length and rate bound it
+            raise VideoCorrupt(f"video header declares {frames:,} frames, more than {duration:.1f} s at "
+                               f"{fps:.3g} fps can hold (corrupt header): {name}")
         rotation = _rotation(first)
         width, height = (coded_h, coded_w) if rotation in (90, 270) else (coded_w, coded_h)
         return VideoInfo(str(path), container.format.name, cc.name, width, height, rotation, fps, duration,
