@@ -41,7 +41,13 @@ def _open(source: str | os.PathLike | bytes, name: str, max_pixels: int = DEFAUL
         fp.close()
         raise ImageTooLarge(f"image too large: over {2 * Image.MAX_IMAGE_PIXELS:,} pixels "
                             f"(limit {max_pixels:,}; decompression bomb guard): {name}") from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except ValueError as exc:
+        fp.close()
+        if "decompressed data too large" in str(exc).lower():  # a PNG text/ICC chunk that inflates past Pillow's cap
+            raise ImageTooLarge(f"image metadata too large: a compressed chunk inflates past the limit "
+                                f"(decompression bomb guard): {name}") from exc
+        raise BadImage(f"not an image (unrecognised content): {name}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         fp.close()
         raise BadImage(f"not an image (unrecognised content): {name}") from exc
 
