@@ -46,7 +46,7 @@ def timeline_svg(timeline: dict[str, Any], colours: dict[str, str], title: str =
         ax.text(0.5, 0.5, "no garments found", ha="center", va="center", transform=ax.transAxes, color="#6b7080")
         ax.set_yticks([])
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(title, fontsize=11, loc="left")
+    ax.set_title(title, fontsize=11, loc="left", parse_math=False)  # a file name: "$...$" is not maths
     ax.set_xlabel("time in the clip (s)")
     ax.set_ylabel("garments on screen")
     ax.spines[["top", "right"]].set_visible(False)
