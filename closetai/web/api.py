@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, url_for
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import NotFound
 
 from closetai import ClosetAIError
 from closetai.analyse import analyse_photo
@@ -11,6 +13,7 @@ from closetai.web import analysis_json, analysis_summary, inference_lock, predic
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 MAX_LIMIT = 100
+SQLITE_MAX_INT = 2**63 - 1  # ids and offsets are SQLite 64-bit integers
 
 
 class BadRequest(ClosetAIError):
@@ -28,14 +31,44 @@ def _int_arg(name: str, default: int, lo: int, hi: int | None = None) -> int:
     if value < lo or (hi is not None and value > hi):
         bounds = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
         raise BadRequest(f"{name} must be {bounds}, got {value}")
+    if value > SQLITE_MAX_INT:  # would overflow the database driver (a 500)
+        raise BadRequest(f"{name} must be at most {SQLITE_MAX_INT}, got {value}")
     return value
+
+
+@bp.app_url_value_preprocessor
+def _ids_fit_the_database(endpoint, values) -> None:
+    """An id in any URL larger than SQLite can hold names nothing: 404, not an OverflowError (500)."""
+    if values and any(isinstance(v, int) and v > SQLITE_MAX_INT for v in values.values()):
+        raise NotFound()
+
+
+def upload_part(what: str) -> FileStorage:
+    """The one multipart file of an upload, field `file`; `what` ("photo", "clip") names it in messages."""
+    files = request.files
+    if "file" not in files:
+        if request.mimetype == "multipart/form-data" and (request.content_length or 0) > 0 and not files \
+                and not request.form:  # werkzeug reads a body it cannot parse as an empty form
+            raise BadRequest("malformed multipart/form-data body: no field could be read "
+                             "(file names and fields must be UTF-8)")
+        raise BadRequest(f"no file uploaded: send the {what} as multipart/form-data field 'file'")
+    count = sum(len(files.getlist(key)) for key in files)
+    if count > 1:
+        raise BadRequest(f"one file per upload, got {count}: send each {what} in its own request")
+    return files["file"]
+
+
+def form_text(name: str, max_chars: int = 200) -> str:
+    """A text field of an upload form, stripped and cut to max_chars."""
+    value = request.form.get(name) or ""
+    if "\ufffd" in value:  # werkzeug decodes fields as UTF-8 and replaces what is not
+        raise BadRequest(f"{name} must be UTF-8 text")
+    return value.strip()[:max_chars]
 
 
 def uploaded_photo() -> tuple[bytes, str]:
     """The multipart field `file` -> (bytes, client file name). Reading it enforces MAX_CONTENT_LENGTH."""
-    if "file" not in request.files:
-        raise BadRequest("no file uploaded: send the photo as multipart/form-data field 'file'")
-    upload = request.files["file"]
+    upload = upload_part("photo")
     data = upload.read()
     if not data:
         name = upload.filename or "upload"
@@ -46,7 +79,7 @@ def uploaded_photo() -> tuple[bytes, str]:
 def create_photo_analysis() -> int:
     data, filename = uploaded_photo()
     return analyse_photo(
-        data, filename, predictor=predictor(), store=store(), source=request.form.get("source", ""),
+        data, filename, predictor=predictor(), store=store(), source=form_text("source"),
         max_pixels=current_app.config["MAX_PIXELS"], min_score=current_app.config.get("MIN_SCORE"),
         lock=inference_lock(), max_side=current_app.config["ANALYSIS_MAX_SIDE"])
 

@@ -57,14 +57,15 @@ def result(analysis_id: int):
 @bp.get("/history")
 def history():
     page = request.args.get("page", "1")
-    if not page.isdigit() or int(page) < 1:
+    # ASCII digits only ("²".isdigit() is true too) and short enough for int() and SQLite
+    if not (page.isascii() and page.isdigit()) or len(page) > 18 or int(page) < 1:
         raise NotFound(f"no such history page: {page[:20]}")
     page_no = int(page)
     total = store().count_analyses()
-    rows = store().list_analyses(limit=HISTORY_PAGE, offset=(page_no - 1) * HISTORY_PAGE)
     pages = max(1, -(-total // HISTORY_PAGE))
     if page_no > pages:
         raise NotFound(f"no such history page: {page_no} (there are {pages})")
+    rows = store().list_analyses(limit=HISTORY_PAGE, offset=(page_no - 1) * HISTORY_PAGE)
     return render_template("history.html", rows=[analysis_summary(r) for r in rows], page=page_no, pages=pages,
                            total=total)
 

@@ -28,6 +28,7 @@ from closetai.jobs import create_video_job, job_status, save_upload
 from closetai.store import NotFound
 from closetai.videochart import timeline_alt, timeline_svg
 from closetai.web import class_colours, store
+from closetai.web.api import form_text, upload_part
 
 pages = Blueprint("video", __name__)
 api = Blueprint("video_api", __name__, url_prefix="/api/v1")
@@ -61,17 +62,15 @@ def submit_upload() -> int:
     """The multipart `file` -> saved upload -> probed -> queued job id. Bad input raises its 4xx now
     (nothing kept); what probing cannot see (corruption later in the file) fails the job instead."""
     request.max_content_length = int(current_app.config["VIDEO_MAX_UPLOAD_MB"] * 1_000_000)
-    if "file" not in request.files:
-        raise BadUpload("no file uploaded: send the clip as multipart/form-data field 'file'")
-    upload = request.files["file"]
+    upload = upload_part("clip")
+    source = form_text("source")
     name = display_name(upload.filename or "clip")
     path = save_upload(store(), upload.stream, name)
     if path.stat().st_size == 0:
         path.unlink()
         path.parent.rmdir()
         raise BadUpload(f"empty file (0 bytes): {name}")
-    job_id = create_video_job(store(), path, name, (request.form.get("source") or "").strip()[:200],
-                              current_app.extensions["closetai.video_settings"])
+    job_id = create_video_job(store(), path, name, source, current_app.extensions["closetai.video_settings"])
     runner().submit(job_id)
     return job_id
 
