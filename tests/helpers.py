@@ -41,6 +41,24 @@ def synthetic_scene(seed: int = 0, size: tuple[int, int] = (160, 128)) -> tuple[
     return rgb, np.stack(masks), np.array(labels)
 
 
+class SyntheticReader:
+    """A training reader over synthetic_scene images (model and training tests)."""
+
+    classes = ("red", "blue")
+
+    def __init__(self, n=8, offset=0):
+        self.items = [synthetic_scene(seed + offset) for seed in range(n)]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        from closetai.data import make_target
+
+        rgb, masks, labels = self.items[i]
+        return rgb, make_target(list(masks), list(labels), *rgb.shape[:2], i + 1, f"{i}.png")
+
+
 def tiny_model_config() -> dict:
     return {"min_size": 128, "max_size": 192, "train_min_size": [128], "fpn_channels": 32,
             "box_head_dim": 64, "mask_head_channels": 32, "rpn_post_nms_test": 50, "rpn_pre_nms_test": 100}

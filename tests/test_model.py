@@ -17,23 +17,7 @@ from closetai.model import (
     save_model,
 )
 from closetai.train import TrainArgs, collate, train
-from tests.helpers import synthetic_scene, tiny_model_config
-
-
-class SyntheticReader:
-    classes = ("red", "blue")
-
-    def __init__(self, n=8, offset=0):
-        self.items = [synthetic_scene(seed + offset) for seed in range(n)]
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        from closetai.data import make_target
-
-        rgb, masks, labels = self.items[i]
-        return rgb, make_target(list(masks), list(labels), *rgb.shape[:2], i + 1, f"{i}.png")
+from tests.helpers import SyntheticReader, tiny_model_config
 
 
 def test_same_padding_matches_tensorflow_rule():

@@ -13,8 +13,7 @@ import closetai.train
 from closetai.data.pack import make_pack
 from closetai.model import load_model, read_model_file
 from closetai.train import ShardSampler, TrainArgs, train
-from tests.helpers import REPO, synthetic_scene, tiny_model_config
-from tests.test_model import SyntheticReader
+from tests.helpers import REPO, SyntheticReader, synthetic_scene, tiny_model_config
 
 TINY_MODEL_OPTIONS = ["--no-pretrained", "--min-size", "128", "--train-sizes", "128", "--fpn-channels", "32",
                       "--box-head-dim", "64", "--mask-head-channels", "32"]
