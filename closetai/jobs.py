@@ -105,7 +105,7 @@ JobFunction = Callable[[int, JobContext], None]
 
 
 class JobRunner(Protocol):
-    """What the web layer needs from a runner (threads here; a Celery adapter would `delay` instead)."""
+    """What the web layer needs from a runner: threads here, or closetai.worker.CeleryJobRunner (a task)."""
 
     def submit(self, job_id: int) -> None: ...
 

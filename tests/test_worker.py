@@ -308,22 +308,41 @@ def test_web_video_upload_runs_on_a_worker_with_live_progress(cluster, tmp_path)
 
 # ---- a worker killed mid-video --------------------------------------------------------------------
 
-@needs_redis
-@pytest.mark.slow
-def test_worker_killed_mid_video_the_other_completes_it_once(cluster, tmp_path):
+def running_video(cluster: Cluster, tmp_path: Path, source: str) -> tuple[int, int]:
+    """Submit a 30-frame clip and wait until a worker has analysed 3 frames: (job id, its pool pid)."""
     from closetai.worker import CeleryJobRunner
 
     store = cluster.store
-    clip = write_clip(tmp_path / "long.mp4", panned_frames(60, step=1), fps=10)  # 30 frames at 5 fps
+    clip = write_clip(tmp_path / f"{source}.mp4", panned_frames(60, step=1), fps=10)  # 30 frames at 5 fps
     with open(clip, "rb") as f:
-        upload = save_upload(store, f, "long.mp4")
-    job_id = create_video_job(store, upload, "long.mp4", "kill", VideoSettings())
+        upload = save_upload(store, f, f"{source}.mp4")
+    job_id = create_video_job(store, upload, f"{source}.mp4", source, VideoSettings())
     CeleryJobRunner(cluster.broker).submit(job_id)
     deadline = time.monotonic() + 120
     while (job := store.get_job(job_id))["done"] < 3:
         assert job["status"] in ("queued", "running") and time.monotonic() < deadline, job
         time.sleep(0.05)
-    first = job["params"]["worker"]["pid"]
+    return job_id, job["params"]["worker"]["pid"]
+
+
+@needs_redis
+@pytest.mark.slow
+def test_a_pool_process_killed_mid_video_hands_its_job_back_at_once(cluster, tmp_path):
+    # Its worker's parent process sees it die and requeues the task (reject_on_worker_lost).
+    store = cluster.store
+    job_id, first = running_video(cluster, tmp_path, "child-kill")
+    os.kill(first, signal.SIGKILL)
+    job = wait_job(store, job_id, timeout=150)
+    assert job["status"] == "done", job
+    assert job["params"]["takeovers"] == 1 and job["params"]["worker"]["pid"] != first
+    assert len([a for a in store.list_analyses(limit=100, kind="video") if a["source"] == "child-kill"]) == 1
+
+
+@needs_redis
+@pytest.mark.slow
+def test_worker_killed_mid_video_the_other_completes_it_once(cluster, tmp_path):
+    store = cluster.store
+    job_id, first = running_video(cluster, tmp_path, "kill")
     victim = cluster.owner(first)
     os.killpg(victim.pid, signal.SIGKILL)  # the whole worker, as if its machine went away
     victim.wait(10)
