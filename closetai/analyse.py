@@ -89,6 +89,7 @@ def describe(rgb: np.ndarray, dets: Detections) -> list[NewDetection]:
             colour_share=colour["share"] if colour else None,
             area_share=round(float(mask.sum()) / area, 5) if mask is not None else None,
             crop_jpeg=jpeg_bytes(_crop(rgb, dets.xyxy[i]), quality=85, max_side=CROP_SIDE),
+            embedding=dets.embeddings[i] if dets.embeddings is not None else None,
         ))
     return out
 
@@ -128,6 +129,7 @@ def analyse_photo(data: bytes, filename: str | None, *, predictor, store: Store,
         captured_at=parse_exif_datetime(info.get("exif_datetime")), source=(source or "").strip()[:200],
         model_name=meta.get("name", ""), taxonomy=meta.get("taxonomy", ""),
         min_score=float(predictor.min_score if min_score is None else min_score),
+        embedding_model=meta.get("embedding", ""),
         files={"photo": jpeg_bytes(rgb, quality=90), "thumb": jpeg_bytes(rgb, quality=80, max_side=THUMB_SIDE)},
     )
     return store.add_analysis(new, described, finish_job=finish_job)

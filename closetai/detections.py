@@ -34,6 +34,8 @@ class Detections:
     masks: (N, H, W) bool, or None when only boxes are known.
     scores: (N,) float32 in [0, 1]. class_ids: (N,) int, 1-based into `class_names`.
     track_ids: (N,) int or None (video only). data: optional per-detection extras (e.g. colour).
+    embeddings: (N, D) float32 unit-length appearance vectors (closetai.embed) or None. Never written to
+    the detection JSON (they are model-specific and long); the store keeps them.
     """
 
     xyxy: np.ndarray
@@ -43,6 +45,7 @@ class Detections:
     masks: np.ndarray | None = None
     track_ids: np.ndarray | None = None
     data: dict[str, list] = field(default_factory=dict)
+    embeddings: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -59,6 +62,10 @@ class Detections:
             self.track_ids = np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
             if len(self.track_ids) != n:
                 raise ValueError("Detections: track_ids length differs from boxes")
+        if self.embeddings is not None:
+            self.embeddings = np.asarray(self.embeddings, dtype=np.float32)
+            if self.embeddings.ndim != 2 or len(self.embeddings) != n:
+                raise ValueError(f"Detections: embeddings must be (N, D) with N={n}, got {self.embeddings.shape}")
         if n and (self.class_ids.min() < 1 or self.class_ids.max() > len(self.class_names)):
             raise ValueError("Detections: class id out of range of class_names")
         for key, values in self.data.items():
@@ -87,6 +94,7 @@ class Detections:
             masks=None if self.masks is None else self.masks[idx],
             track_ids=None if self.track_ids is None else self.track_ids[idx],
             data={k: [v[i] for i in idx] for k, v in self.data.items()},
+            embeddings=None if self.embeddings is None else self.embeddings[idx],
         )
 
     def filter(self, min_score: float) -> Detections:

@@ -452,7 +452,8 @@ def video_records(result, params: dict[str, Any], annotated: Path, crop_side: in
     trks = [NewTrack(track_no=t.track_id, label=t.label, first_s=round(t.first_seen_s, 3),
                      last_s=round(t.last_seen_s, 3), frames_seen=t.frames_seen, best_score=round(t.best_score, 4),
                      colour_name=t.colour.get("name"), colour_hex=t.colour.get("hex"),
-                     crop_jpeg=jpeg_bytes(t.crop, quality=85, max_side=crop_side) if t.crop.size else None)
+                     crop_jpeg=jpeg_bytes(t.crop, quality=85, max_side=crop_side) if t.crop.size else None,
+                     embedding=t.embedding)
             for t in result.tracks]
     summary = result.to_json(frames=False)
     summary["analysis"]["annotated"] = {"frames": result.annotated_mode}  # the temp path means nothing later
@@ -466,7 +467,7 @@ def video_records(result, params: dict[str, Any], annotated: Path, crop_side: in
         model_name=result.model.get("name", ""), taxonomy=result.model.get("taxonomy", ""),
         min_score=float(result.settings["high_score"]), files=files, duration_s=round(info.duration_s, 3),
         fps=round(info.fps, 3), frame_count=info.frame_count,
-        captured_at=_creation_time(Path(info.path)))
+        captured_at=_creation_time(Path(info.path)), embedding_model=result.model.get("embedding", ""))
     return new, dets, trks
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from closetai.detections import Detections
+from closetai.embed import EMBEDDING_NAME, FeatureTap, mask_weights, pool_garments
 from closetai.model import load_model
 from closetai.train import pick_device
 
@@ -49,7 +50,7 @@ class Predictor:
 
     def __init__(self, model_path: str | os.PathLike | None = None, device: str = "auto",
                  min_score: float | None = None, threads: int | None = None, min_size: int | None = None,
-                 cross_class_iou: float = 0.6):
+                 cross_class_iou: float = 0.6, embed: bool = True):
         self.model_path = Path(model_path) if model_path else default_model_path()
         self.device = pick_device(device)
         if threads:
@@ -65,11 +66,20 @@ class Predictor:
         # bf16 autocast on CUDA is off: on an H100 it ran 62 frames/s vs 88 in fp32 (bench/bench_gpu.py,
         # batch 8 of 720p frames): this model's small convs gain less than the casts cost.
         self.amp = False
+        # Appearance embeddings (closetai.embed) from the FPN features this forward pass computes anyway.
+        self.embed = embed
+        self._tap = FeatureTap(self.model)
 
     @property
     def info(self) -> dict[str, Any]:
         return {"name": self.meta.get("name", self.model_path.stem), "taxonomy": self.meta.get("taxonomy", ""),
-                "device": str(self.device), "classes": list(self.class_names)}
+                "device": str(self.device), "classes": list(self.class_names),
+                "embedding": self.embedding_model if self.embed else ""}
+
+    @property
+    def embedding_model(self) -> str:
+        """Names the vectors this predictor makes: stored with them, so stale ones can be found."""
+        return f"{self.meta.get('name', self.model_path.stem)}/{EMBEDDING_NAME}"
 
     def _to_tensor(self, rgb: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(rgb)).to(self.device).permute(2, 0, 1).float().div_(255)
@@ -84,19 +94,49 @@ class Predictor:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp and self.device.type == "cuda"):
             outputs = self.model(images)
         t2 = time.perf_counter()
-        results = []
-        for out in outputs:
+        features, sizes, padded = self._tap.pop()
+        results, t_embed = [], 0.0
+        for i, out in enumerate(outputs):
             keep = torch.nonzero(out["scores"] >= thresh).flatten()
             masks = out["masks"][keep, 0] > 0.5
             if self.cross_class_iou < 1.0:
                 kept = suppress_cross_class(masks, out["labels"][keep], self.cross_class_iou)
                 keep, masks = keep[kept], masks[kept]
+            embeddings = None
+            if self.embed:
+                te = time.perf_counter()
+                boxes = out["boxes"][keep]
+                h, w = frames[i].shape[:2]
+                scale = (sizes[i][0] / h, sizes[i][1] / w)
+                weights = mask_weights(out["masks"][keep], boxes) if len(keep) else None
+                embeddings = pool_garments(features, i, boxes, weights, scale, padded).cpu().numpy()
+                t_embed += time.perf_counter() - te
             results.append(Detections(
                 out["boxes"][keep].float().cpu().numpy(), out["scores"][keep].float().cpu().numpy(),
-                out["labels"][keep].cpu().numpy(), self.class_names, masks=masks.cpu().numpy()))
+                out["labels"][keep].cpu().numpy(), self.class_names, masks=masks.cpu().numpy(),
+                embeddings=embeddings))
         t3 = time.perf_counter()
-        self.timings = {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2}
+        self.timings = {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2 - t_embed,
+                        "embed": t_embed}
         return results
+
+    @torch.inference_mode()
+    def embed_regions(self, rgb: np.ndarray, boxes: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+        """Embeddings of given regions of a photo (search by box; the evaluation's ground-truth masks):
+        the backbone only, no detection. boxes (N, 4) xyxy pixels; masks (N, H, W) bool or None (whole
+        box). -> (N, D) float32 unit rows, the same vectors predict_batch attaches to its detections."""
+        image = self._to_tensor(rgb)
+        image_list, _ = self.model.transform([image])
+        features = self.model.backbone(image_list.tensors)
+        self._tap.pop()  # the hooks fired too; drop their references
+        box_t = torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4), device=self.device)
+        weights = None
+        if masks is not None and len(box_t):
+            weights = mask_weights(torch.as_tensor(np.asarray(masks, dtype=bool), device=self.device), box_t)
+        h, w = rgb.shape[:2]
+        rh, rw = image_list.image_sizes[0]
+        return pool_garments(features, 0, box_t, weights, (rh / h, rw / w),
+                             tuple(image_list.tensors.shape[-2:])).cpu().numpy()
 
     def __call__(self, rgb: np.ndarray, min_score: float | None = None) -> Detections:
         return self.predict_batch([rgb], min_score)[0]

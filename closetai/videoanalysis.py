@@ -83,6 +83,7 @@ class TrackSummary:
     best_box: list[float]
     colour: dict[str, Any]
     crop: np.ndarray = field(repr=False)  # RGB uint8, the box of the highest-score sighting
+    embedding: np.ndarray | None = field(default=None, repr=False)  # that sighting's (closetai.embed)
 
     def crop_jpeg(self, quality: int = 90) -> bytes:
         from PIL import Image
@@ -141,6 +142,7 @@ class _TrackStats:
     best_box: np.ndarray | None = None
     best_crop: np.ndarray | None = None
     best_crop_mask: np.ndarray | None = None
+    best_embedding: np.ndarray | None = None
 
 
 def _crop(rgb: np.ndarray, mask: np.ndarray | None, box: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -230,6 +232,7 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
                     st.best_score, st.best_time_s = float(tracked.scores[i]), frame.time
                     st.best_box = tracked.xyxy[i].copy()
                     st.best_crop, st.best_crop_mask = _crop(frame.rgb, mask, tracked.xyxy[i])
+                    st.best_embedding = tracked.embeddings[i] if tracked.embeddings is not None else None
             light = Detections(tracked.xyxy, tracked.scores, tracked.class_ids, class_names,
                                track_ids=tracked.track_ids)
             raw_frames.append(FrameResult(frame.index, frame.source_index, frame.time, light, rles))
@@ -280,7 +283,7 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
                   else dominant_colour(st.best_crop, np.ones(st.best_crop.shape[:2], dtype=bool)))
         tracks.append(TrackSummary(new_id[old], label, dict(st.votes), st.first_s, st.last_s, st.hits,
                                    st.best_score, st.best_time_s, [round(float(v), 1) for v in st.best_box],
-                                   colour, st.best_crop))
+                                   colour, st.best_crop, st.best_embedding))
 
     annotated_mode = None
     if annotated_out is not None:
@@ -309,7 +312,7 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
         total = done
         progress()
     timings["total"] = time.perf_counter() - t_start
-    model = {k: v for k, v in predictor.info.items() if k in ("name", "taxonomy", "device")}
+    model = {k: v for k, v in predictor.info.items() if k in ("name", "taxonomy", "device", "embedding")}
     settings = {"min_hits": min_hits, "batch_size": batch_size, "high_score": cfg.high_score,
                 "low_score": cfg.low_score, "match_iou": cfg.match_iou, "lost_buffer": cfg.lost_buffer}
     return VideoResult(info, analysis_fps, frames, tracks, _timeline(frames, class_names), error is None, error,

@@ -30,7 +30,7 @@ def test_predictor_outputs_at_image_resolution_and_honours_threshold():
     assert (loose.xyxy[:, 2] <= 77.01).all() and (loose.xyxy[:, 3] <= 123.01).all()
     strict = p(rgb, min_score=0.99)
     assert len(strict) <= len(loose) and (strict.scores >= 0.99).all()
-    assert set(p.timings) == {"preprocess", "inference", "postprocess"}
+    assert set(p.timings) == {"preprocess", "inference", "postprocess", "embed"}
 
 
 def test_cuda_request_without_gpu_is_a_clear_error():
