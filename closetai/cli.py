@@ -381,6 +381,24 @@ def _cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reindex(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from closetai.predict import Predictor
+    from closetai.similar import reindex
+
+    store = _open_store(a)
+    predictor = Predictor(a.model, device=a.device, threads=a.threads)
+
+    def progress(items, total):
+        return tqdm(items, total=total, unit="analysis", desc="reindex", disable=a.quiet)
+
+    counts = reindex(store, predictor, everything=a.all, progress=progress)
+    print(f"reindex: {counts['garments']} garments embedded in {counts['analyses']} analyses "
+          f"({predictor.embedding_model}); {counts['skipped']} skipped (media file missing)")
+    return 0
+
+
 def _add_store_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--instance", help="instance folder of the web app (default $CLOSETAI_INSTANCE or ./instance)")
     s.add_argument("--database-url", help="SQLAlchemy URL (default $CLOSETAI_DATABASE_URL or <instance>/closetai.sqlite)")
@@ -510,6 +528,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--period", choices=["day", "week", "month"], help="time buckets (default: from the date span)")
     _add_store_options(s)
     s.set_defaults(func=_cmd_report)
+
+    s = sub.add_parser("reindex", help="(re)compute the similar-items embedding of every stored garment")
+    s.add_argument("--all", action="store_true", help="re-embed every garment, not only those without a current vector")
+    s.add_argument("--model")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int)
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_store_options(s)
+    s.set_defaults(func=_cmd_reindex)
     return p
 
 

@@ -110,6 +110,8 @@ def register(app: Flask) -> None:
     from closetai.web.api import bp as api_bp
     from closetai.web.pages import bp as pages_bp
     from closetai.web.report import bp as report_bp
+    from closetai.web.similar import api as similar_api_bp
+    from closetai.web.similar import pages as similar_bp
     from closetai.web.video import api as video_api_bp
     from closetai.web.video import pages as video_bp
 
@@ -118,6 +120,8 @@ def register(app: Flask) -> None:
     app.register_blueprint(report_bp)
     app.register_blueprint(video_bp)
     app.register_blueprint(video_api_bp)
+    app.register_blueprint(similar_bp)
+    app.register_blueprint(similar_api_bp)
     _register_security(app)
     auth.init_app(app)  # after the cross-site guard: a forged POST /login is refused before any check
 

@@ -1,0 +1,327 @@
+"""Similar items: embeddings (closetai.embed via Predictor), their table, the index (closetai.similar),
+the API (closetai.web.similar) over a real SQLite file, `closetai reindex`, and the evaluation's DF2 part."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from closetai.detections import Detections
+from closetai.embed import EMBEDDING_NAME, from_blob, to_blob
+from closetai.similar import ExactIndex, SimilarItems
+from closetai.store import NewAnalysis, NewDetection, NewTrack, NotFound, Store
+from tests.helpers import REPO, FakePredictor, needs_model, tiny_model_config
+
+sys.path.insert(0, str(REPO / "bench"))
+import eval_similar  # noqa: E402  (the evaluation script's metrics and DF2 reader)
+
+
+def unit(v) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    import torch
+
+    from closetai.model import build_model, save_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    cfg = tiny_model_config()
+    save_model(build_model(3, cfg), path, cfg, {"name": "tiny", "taxonomy": "test", "classes": ["top", "jeans"],
+                                                 "score_threshold": 0.0})
+    return path
+
+
+# -- embeddings ------------------------------------------------------------------------------------------
+def test_embeddings_are_unit_vectors_one_per_detection(tiny_model):
+    from closetai.predict import Predictor
+
+    p = Predictor(tiny_model, device="cpu", min_score=0.0)
+    rgb = np.random.default_rng(0).integers(0, 255, (150, 110, 3), np.uint8)
+    dets = p(rgb)
+    assert dets.embeddings is not None and dets.embeddings.shape[0] == len(dets)
+    assert "embed" in p.timings and p.info["embedding"] == f"tiny/{EMBEDDING_NAME}"
+    boxes = np.array([[10, 10, 60, 90], [0, 0, 110, 150]], dtype=np.float32)
+    masks = np.zeros((2, 150, 110), bool)
+    masks[0, 20:80, 15:50] = True
+    masks[1] = True
+    v = p.embed_regions(rgb, boxes, masks)
+    assert v.shape == (2, dets.embeddings.shape[1] if len(dets) else v.shape[1]) and v.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    assert p.embed_regions(rgb, np.zeros((0, 4))).shape == (0, v.shape[1])
+    # a detection's own vector is the one embed_regions makes for its box and mask
+    if len(dets):
+        again = p.embed_regions(rgb, dets.xyxy[:1], dets.masks[:1])
+        assert float(again[0] @ dets.embeddings[0]) > 0.95
+    assert dets[[0]].embeddings.shape[0] == min(1, len(dets)) if len(dets) else True
+
+
+def test_detections_validate_and_slice_embeddings():
+    d = Detections([[0, 0, 1, 1], [1, 1, 2, 2]], [0.9, 0.8], [1, 1], ("top",), embeddings=np.eye(2))
+    assert d[np.array([False, True])].embeddings.tolist() == [[0.0, 1.0]]
+    assert "embeddings" not in d.to_json()[0]
+    with pytest.raises(ValueError, match="embeddings"):
+        Detections([[0, 0, 1, 1]], [0.9], [1], ("top",), embeddings=np.zeros((2, 4)))
+
+
+@needs_model
+def test_flipped_copy_is_nearer_than_another_garment():
+    from closetai.predict import Predictor
+
+    p = Predictor(device="cpu")
+    h, w = 400, 300
+    rng = np.random.default_rng(1)
+    base = rng.integers(150, 200, (h, w, 3), dtype=np.uint8)
+    mask = np.zeros((h, w), bool)
+    mask[80:300, 60:240] = True
+    striped = base.copy()
+    striped[80:300, 60:240] = (170, 30, 40)
+    striped[80:300:20, 60:240] = (240, 240, 240)  # a red top with white stripes
+    other = base.copy()
+    other[80:300, 60:240] = (30, 60, 130)  # a plain navy one
+    box = np.array([[60, 80, 240, 300]], np.float32)
+    a = p.embed_regions(striped, box, mask[None])[0]
+    flipped = p.embed_regions(np.ascontiguousarray(striped[:, ::-1]), np.array([[60, 80, 240, 300]], np.float32),
+                              mask[None, :, ::-1].copy())[0]
+    b = p.embed_regions(other, box, mask[None])[0]
+    assert float(a @ flipped) > float(a @ b)
+    assert float(a @ flipped) > 0.95
+
+
+# -- store -----------------------------------------------------------------------------------------------
+def _photo(store: Store, labels: list[str], vectors: list, name: str = "p.jpg") -> int:
+    return store.add_analysis(
+        NewAnalysis(kind="photo", filename=name, sha256=name * 4, width=10, height=10, files={"photo": b"x"},
+                    captured_at=datetime(2026, 10, 1), embedding_model="m/v1"),
+        [NewDetection(label=lb, score=0.9, box=(0, 0, 5, 5), crop_jpeg=b"crop", embedding=v)
+         for lb, v in zip(labels, vectors, strict=True)])
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    s = Store(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path / "media")
+    s.init_schema()
+    return s
+
+
+def test_embeddings_round_trip_through_the_store(store):
+    v1, v2, v3 = unit([1, 0, 0, 0]), unit([0.9, 0.1, 0, 0]), unit([0, 0, 1, 0])
+    a = _photo(store, ["top", "jeans"], [v1, v2])
+    vid = store.add_analysis(
+        NewAnalysis(kind="video", filename="c.mp4", sha256="v" * 64, width=10, height=10, embedding_model="m/v1"),
+        [NewDetection(label="top", score=s, box=(0, 0, 5, 5), frame_index=k, time_s=k / 5, track_no=1)
+         for k, s in enumerate((0.6, 0.95, 0.7))],
+        [NewTrack(track_no=1, label="top", first_s=0, last_s=0.4, frames_seen=3, best_score=0.95, embedding=v3)])
+    loaded = store.load_embeddings(model="m/v1")
+    assert loaded["labels"] == ["top", "jeans", "top"] and loaded["vectors"].shape == (3, 4)
+    assert np.allclose(loaded["vectors"], [v1, v2, v3], atol=1e-3)
+    assert store.embedding_state("m/v1") == (3, int(loaded["ids"][-1]))
+    items = store.get_items([int(i) for i in loaded["ids"]][::-1])
+    assert [it["kind"] for it in items] == ["video", "photo", "photo"]
+    assert items[0]["track_no"] == 1 and items[0]["time_s"] == pytest.approx(0.2)  # its best view's moment
+    assert items[2]["idx"] == 0 and items[2]["analysis_id"] == a
+    assert store.items_of_analysis(a)["detections"] == {0: int(loaded["ids"][0]), 1: int(loaded["ids"][1])}
+    assert np.allclose(from_blob(to_blob(v2), 4), v2, atol=1e-3)
+    store.delete_analysis(vid)
+    assert store.embedding_state("m/v1")[0] == 2
+    with pytest.raises(NotFound):
+        store.get_item(int(loaded["ids"][2]))
+
+
+def test_index_ranks_filters_and_follows_the_table(store):
+    a = _photo(store, ["top", "top", "jeans"], [unit([1, 0, 0]), unit([0, 1, 0]), unit([0, 0, 1])], "a.jpg")
+    b = _photo(store, ["top", "jeans"], [unit([1, 0.1, 0]), unit([0.2, 0, 1])], "b.jpg")
+    index = SimilarItems(store, "m/v1")
+    ids = {it: i for it, i in zip(("a0", "a1", "a2", "b0", "b1"), store.load_embeddings()["ids"].tolist(),
+                                  strict=True)}
+    hits = index.search(unit([1, 0, 0]), k=3)
+    assert [h.item_id for h in hits] == [ids["a0"], ids["b0"], ids["b1"]]
+    assert hits[0].score == pytest.approx(1.0, abs=1e-3) and hits[0].score >= hits[1].score >= hits[2].score
+    assert [h.item_id for h in index.search(unit([1, 0, 0]), k=5, label="jeans")] == [ids["b1"], ids["a2"]]
+    item, similar = index.similar_to(ids["a0"], k=5, same_class=True)
+    assert item["label"] == "top" and [h.item_id for h in similar] == [ids["b0"]]  # its own photo left out
+    _, any_class = index.similar_to(ids["a0"], k=5, same_class=False)
+    assert [h.item_id for h in any_class] == [ids["b0"], ids["b1"]]
+    c = _photo(store, ["top"], [unit([1, 0, 0.01])], "c.jpg")  # new rows are picked up
+    assert index.search(unit([1, 0, 0]), k=1, exclude_analysis=a)[0].item_id == store.items_of_analysis(c)["detections"][0]
+    store.delete_analysis(b)  # and deleted ones dropped
+    assert ids["b0"] not in [h.item_id for h in index.search(unit([1, 0, 0]), k=10)]
+    with pytest.raises(NotFound):
+        index.similar_to(ids["b0"])
+
+
+def test_exact_index_on_random_vectors_matches_a_full_sort():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(500, 16)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    rows, scores = ExactIndex(v).search(v[7], 10)
+    assert rows.tolist() == np.argsort(-(v @ v[7]))[:10].tolist() and rows[0] == 7
+
+
+# -- API over a real SQLite file --------------------------------------------------------------------------
+class EmbeddingFakePredictor(FakePredictor):
+    """FakePredictor's one garment, with a vector made from the photo's mean colour in that region."""
+
+    info = {**FakePredictor.info, "embedding": "fake/v1"}
+    embedding_model = "fake/v1"
+
+    def __call__(self, rgb, min_score=None):
+        d = super().__call__(rgb, min_score)
+        d.embeddings = self.embed_regions(rgb, d.xyxy, d.masks)
+        return d
+
+    def embed_regions(self, rgb, boxes, masks=None):
+        out = []
+        for b in np.asarray(boxes, dtype=int).reshape(-1, 4):
+            region = rgb[b[1]:b[3], b[0]:b[2]].reshape(-1, 3).astype(np.float32)
+            out.append(unit(np.r_[region.mean(0), 1.0]))
+        return np.array(out, dtype=np.float32).reshape(-1, 4)
+
+
+def jpeg(colour, size=(80, 60)) -> bytes:
+    img = np.full((size[0], size[1], 3), 128, np.uint8)
+    img[size[0] // 4: size[0] // 2, size[1] // 4: size[1] // 2] = colour
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def client(tmp_path):
+    from app import create_app
+
+    app = create_app({"TESTING": True, "PREDICTOR": EmbeddingFakePredictor(), "INSTANCE_PATH": tmp_path / "inst"})
+    return app.test_client()
+
+
+def upload(client, colour, name):
+    r = client.post("/api/v1/analyses", data={"file": (io.BytesIO(jpeg(colour)), name)})
+    assert r.status_code == 201, r.json
+    return r.json["id"]
+
+
+def test_similar_items_api(client):
+    red = upload(client, (200, 20, 20), "red.jpg")
+    upload(client, (190, 30, 25), "red2.jpg")
+    upload(client, (20, 20, 200), "blue.jpg")
+    items = client.get(f"/api/v1/analyses/{red}/items").json
+    item_id = items["detections"]["0"]
+    r = client.get(f"/api/v1/items/{item_id}/similar?k=5&same_class=1")
+    assert r.status_code == 200
+    body = r.json
+    assert body["item"]["item_id"] == item_id and body["index"] == "exact" and body["garments"] == 3
+    names = [x["image"] for x in body["results"]]
+    assert names == ["red2.jpg", "blue.jpg"]  # its own photo left out, best first
+    first = body["results"][0]
+    assert first["similarity"] > body["results"][1]["similarity"] and first["url"].startswith("/analyses/")
+    assert client.get(first["crop"]).status_code == 200
+    assert client.get(f"/api/v1/items/{item_id}/similar?k=1").json["results"][0]["image"] == "red2.jpg"
+    for bad in ("k=0", "k=101", "k=abc", "same_class=2"):
+        r = client.get(f"/api/v1/items/{item_id}/similar?{bad}")
+        assert r.status_code == 400 and "error" in r.json, bad
+    assert client.get("/api/v1/items/999999/similar").status_code == 404
+    assert client.get("/api/v1/analyses/999999/items").status_code == 404
+    assert client.get("/items/999999/crop.jpg").status_code == 404
+
+
+def test_search_by_upload_api(client):
+    upload(client, (200, 20, 20), "red.jpg")
+    upload(client, (20, 20, 200), "blue.jpg")
+    r = client.post("/api/v1/search", data={"file": (io.BytesIO(jpeg((20, 30, 190))), "q.jpg"), "k": "2"})
+    assert r.status_code == 200, r.json
+    (query,) = r.json["queries"]
+    assert query["label"] == "top" and [x["image"] for x in query["results"]] == ["blue.jpg", "red.jpg"]
+    r = client.post("/api/v1/search", data={"file": (io.BytesIO(jpeg((20, 30, 190))), "q.jpg"), "index": "0"})
+    assert r.status_code == 200 and r.json["queries"][0]["index"] == 0
+    r = client.post("/api/v1/search", data={"file": (io.BytesIO(jpeg((200, 30, 20))), "q.jpg"),
+                                            "box": "15,20,30,40", "same_class": "0"})
+    assert r.status_code == 200 and r.json["queries"][0]["results"][0]["image"] == "red.jpg"
+    assert client.get("/search").status_code == 200
+    bad = [({"index": "5"}, "out of range"), ({"index": "-1"}, "index"), ({"box": "1,2,3"}, "four numbers"),
+           ({"box": "0,0,0,0", "same_class": "0"}, "empty"), ({"box": "1,1,50,70", "index": "0"}, "either"),
+           ({"k": "1000"}, "k must")]
+    for fields, message in bad:
+        r = client.post("/api/v1/search", data={"file": (io.BytesIO(jpeg((1, 2, 3))), "q.jpg"), **fields})
+        assert r.status_code == 400 and message in r.json["error"], (fields, r.json)
+    assert client.post("/api/v1/search", data={}).status_code == 400
+    r = client.post("/api/v1/search", data={"file": (io.BytesIO(b"not an image"), "q.jpg")})
+    assert r.status_code in (400, 415, 422)
+
+
+# -- closetai reindex ---------------------------------------------------------------------------------------
+def test_reindex_cli_embeds_stored_garments_once(tmp_path, tiny_model, capsys):
+    from app import create_app
+    from closetai.cli import main
+
+    instance = tmp_path / "inst"
+    app = create_app({"TESTING": True, "PREDICTOR": FakePredictor(), "INSTANCE_PATH": instance})
+    c = app.test_client()
+    for colour, name in (((200, 20, 20), "a.jpg"), ((20, 20, 200), "b.jpg")):
+        assert c.post("/api/v1/analyses", data={"file": (io.BytesIO(jpeg(colour)), name)}).status_code == 201
+    store = app.extensions["closetai.store"]
+    assert store.load_embeddings()["ids"].size == 0  # FakePredictor makes no vectors
+    args = ["reindex", "--model", str(tiny_model), "--device", "cpu", "--instance", str(instance)]
+    assert main(args) == 0
+    assert "reindex: 2 garments embedded in 2 analyses (tiny/" in capsys.readouterr().out
+    loaded = store.load_embeddings(model=f"tiny/{EMBEDDING_NAME}")
+    assert len(loaded["ids"]) == 2 and np.allclose(np.linalg.norm(loaded["vectors"], axis=1), 1, atol=1e-2)
+    assert main(args) == 0 and "reindex: 0 garments" in capsys.readouterr().out  # nothing stale is left
+    assert main(args + ["--all"]) == 0
+    assert "reindex: 2 garments" in capsys.readouterr().out
+    assert store.load_embeddings()["ids"].tolist() == loaded["ids"].tolist()  # rewritten in place: ids stay
+    assert main(["reindex", "--model", str(tmp_path / "missing.pt"), "--instance", str(instance)]) == 2
+
+
+# -- evaluation: metrics and DeepFashion2 consumer-to-shop on a DF2-format fixture ---------------------------
+def test_retrieval_metrics():
+    v = np.array([unit([1, 0]), unit([0.99, 0.1]), unit([0, 1]), unit([0.1, 0.99])])
+    assert eval_similar.map_at_k(v, ["a", "a", "b", "b"]) == pytest.approx(1.0)
+    assert eval_similar.map_at_k(v, ["a", "b", "a", "b"]) < 0.6
+    p, n = eval_similar.precision_at_k(v, ["x", "x", "y", "y"], k=1)
+    assert p == 1.0 and n == 4
+
+
+def write_df2(root: Path, n_pairs: int = 4) -> Path:
+    """A DeepFashion2-format folder: per pair a consumer and a shop photo of one garment (same colour)."""
+    (root / "image").mkdir(parents=True)
+    (root / "annos").mkdir()
+    rng = np.random.default_rng(0)
+    colours = [(200, 30, 30), (30, 180, 40), (30, 40, 200), (230, 220, 40), (150, 40, 160)]
+    k = 0
+    for pair in range(1, n_pairs + 1):
+        for source in ("user", "shop"):
+            k += 1
+            img = rng.integers(100, 140, (120, 90, 3), dtype=np.uint8)
+            x1, y1 = int(rng.integers(5, 30)), int(rng.integers(5, 40))
+            x2, y2 = x1 + 45, y1 + 60
+            img[y1:y2, x1:x2] = colours[pair % len(colours)]
+            cv2.imwrite(str(root / "image" / f"{k:06d}.jpg"), img[..., ::-1])
+            poly = [x1, y1, x2, y1, x2, y2, x1, y2]
+            ann = {"source": source, "pair_id": pair,
+                   "item1": {"category_id": 1, "style": 1, "bounding_box": [x1, y1, x2, y2], "segmentation": [poly]},
+                   "item2": {"category_id": 8, "style": 0, "bounding_box": [0, 0, 10, 10],  # style 0: not a pair item
+                             "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]}}
+            (root / "annos" / f"{k:06d}.json").write_text(json.dumps(ann))
+    return root
+
+
+def test_df2_consumer_to_shop_on_a_fixture(tmp_path):
+    from closetai.data.deepfashion2 import DeepFashion2Dataset
+
+    root = write_df2(tmp_path / "df2")
+    _, target = DeepFashion2Dataset(root)[0]
+    assert target["items"][0] == {"pair_id": 1, "style": 1, "source": "user"}
+    out = eval_similar.evaluate_df2({"colour": eval_similar.colour_embedder}, root)
+    assert out["items"] == 8 and out["shop_items"] == 4
+    assert out["colour"]["queries"] == 4 and out["colour"]["top1"] == 1.0 and out["colour"]["top20"] == 1.0
