@@ -325,3 +325,26 @@ def test_df2_consumer_to_shop_on_a_fixture(tmp_path):
     out = eval_similar.evaluate_df2({"colour": eval_similar.colour_embedder}, root)
     assert out["items"] == 8 and out["shop_items"] == 4
     assert out["colour"]["queries"] == 4 and out["colour"]["top1"] == 1.0 and out["colour"]["top20"] == 1.0
+
+
+def test_video_tracks_are_items_linked_to_their_moment(client, tmp_path):
+    from tests.test_video import panned_frames, write_clip
+    from tests.test_web_video import upload as upload_clip
+    from tests.test_web_video import wait_done
+
+    photo = upload(client, (200, 20, 20), "red.jpg")
+    clip = write_clip(tmp_path / "pan.mp4", panned_frames(20, h=96, w=128), fps=10)
+    job_id = upload_clip(client, clip.read_bytes(), "pan.mp4").get_json()["job_id"]
+    final, _ = wait_done(client, job_id)
+    assert final["status"] == "done", final
+    analysis_id = client.get(f"/api/v1/videos/{job_id}").get_json()["analysis_id"]
+    track_item = client.get(f"/api/v1/analyses/{analysis_id}/items").json["tracks"]["1"]
+    body = client.get(f"/api/v1/items/{track_item}/similar").json
+    assert body["item"]["kind"] == "video" and body["item"]["track_no"] == 1
+    assert [r["analysis_id"] for r in body["results"]] == [photo]
+    photo_item = client.get(f"/api/v1/analyses/{photo}/items").json["detections"]["0"]
+    (clip_hit,) = client.get(f"/api/v1/items/{photo_item}/similar").json["results"]
+    assert clip_hit["kind"] == "video" and clip_hit["url"].startswith(f"/videos/by-analysis/{analysis_id}#t=")
+    assert client.get(clip_hit["crop"]).status_code == 200
+    page = client.get(f"/videos/{job_id}").get_data(as_text=True)
+    assert 'id="similar"' in page and "similar.js" in page

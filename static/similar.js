@@ -1,0 +1,140 @@
+// Similar items: on a photo's result page, "Similar items" under a garment shows a grid of the nearest
+// stored garments (GET /api/v1/items/<id>/similar); on /search, an uploaded photo's garments are listed
+// and clicking one shows its matches (POST /api/v1/search). Everything is built with DOM calls (no HTML
+// strings), so file names and labels can never inject markup.
+(function () {
+  "use strict";
+  const grid = document.getElementById("similar-grid");
+  const status = document.getElementById("similar-status");
+  const forLabel = document.getElementById("similar-for");
+  const sameClass = document.getElementById("same-class");
+  if (!grid) return;
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  function render(results) {
+    grid.replaceChildren();
+    results.forEach(function (r) {
+      const li = el("li", "similar-item");
+      const a = el("a");
+      a.href = r.url;
+      a.title = r.image + (r.source ? " · " + r.source : "");
+      if (r.crop) {
+        const img = el("img");
+        img.src = r.crop; img.alt = r.label; img.loading = "lazy";
+        a.appendChild(img);
+      }
+      const caption = el("span", "similar-caption");
+      caption.appendChild(el("b", "label", r.label));
+      caption.appendChild(el("span", "similarity", Math.max(0, Math.round(r.similarity * 100)) + "% similar"));
+      caption.appendChild(el("span", "muted small", (r.kind === "video" ? "clip" : "photo") + " #" + r.analysis_id));
+      a.appendChild(caption);
+      li.appendChild(a);
+      grid.appendChild(li);
+    });
+    status.textContent = results.length ? "" : "No similar garment stored yet.";
+  }
+
+  async function json(response) {
+    let body = null;
+    try { body = await response.json(); } catch (e) { /* not JSON */ }
+    if (!response.ok) throw new Error((body && body.error) || "HTTP " + response.status);
+    return body;
+  }
+
+  // ---- result page -------------------------------------------------------------------------------------
+  const panel = document.getElementById("similar");
+  if (panel && panel.dataset.items) {
+    let current = null, loads = 0;
+    async function show(itemId, label) {
+      current = { itemId: itemId, label: label };
+      panel.hidden = false;
+      forLabel.textContent = label;
+      status.textContent = "Looking…";
+      try {
+        const body = await json(await fetch("/api/v1/items/" + itemId + "/similar?k=12&same_class=" +
+                                             (sameClass.checked ? "1" : "0")));
+        render(body.results);
+        document.body.dataset.similarReady = String(++loads);  // the browser test waits for this
+      } catch (e) {
+        grid.replaceChildren();
+        status.textContent = "Similar items unavailable: " + e.message;
+      }
+    }
+    sameClass.addEventListener("change", function () { if (current) show(current.itemId, current.label); });
+    // Photo result page: rows "#items .item" keyed by data-index; video page: "#tracks .track" by data-track.
+    const rows = panel.dataset.rows || "#items .item";
+    const key = panel.dataset.key || "index";
+    fetch(panel.dataset.items).then(json).then(function (ids) {
+      document.querySelectorAll(rows).forEach(function (row) {
+        const itemId = (key === "track" ? ids.tracks : ids.detections)[row.dataset[key]];
+        const button = row.querySelector(".similar-button");
+        if (itemId === undefined || !button) return;
+        button.hidden = false;
+        button.addEventListener("click", function () {
+          show(itemId, row.querySelector(".label").textContent);
+        });
+      });
+    }).catch(function () { /* no embeddings: the buttons stay hidden */ });
+  }
+
+  // A similar clip links to its best view as #t=<seconds>: start the video there.
+  const video = document.getElementById("annotated");
+  const at = /#t=([0-9.]+)/.exec(window.location.hash);
+  if (video && at) {
+    const seek = function () { video.currentTime = Math.min(Number(at[1]), video.duration || Number(at[1])); };
+    if (video.readyState >= 1) seek(); else video.addEventListener("loadedmetadata", seek, { once: true });
+  }
+
+  // ---- search by upload --------------------------------------------------------------------------------
+  const form = document.getElementById("search-form");
+  if (form) {
+    const input = document.getElementById("search-file");
+    const error = document.getElementById("search-error");
+    const result = document.getElementById("search-result");
+    const list = document.getElementById("search-garments");
+    let chosen = 0;
+    async function search() {
+      const file = input.files[0];
+      if (!file) return;
+      const data = new FormData();
+      data.append("file", file);
+      data.append("k", "12");
+      data.append("same_class", sameClass.checked ? "1" : "0");
+      status.textContent = "Analysing your photo…";
+      error.hidden = true;
+      try {
+        const body = await json(await fetch(form.dataset.api, { method: "POST", body: data }));
+        status.textContent = "";
+        result.hidden = false;
+        list.replaceChildren();
+        if (!body.queries.length) { status.textContent = "No garment found in this photo."; grid.replaceChildren(); return; }
+        chosen = Math.min(chosen, body.queries.length - 1);
+        body.queries.forEach(function (q, i) {
+          const li = el("li", "item");
+          const button = el("button", "link", q.label + " " + Math.round(q.confidence * 100) + "%");
+          button.type = "button";
+          button.addEventListener("click", function () {
+            chosen = i; forLabel.textContent = q.label; render(q.results);
+          });
+          li.appendChild(button);
+          list.appendChild(li);
+        });
+        forLabel.textContent = body.queries[chosen].label;
+        render(body.queries[chosen].results);
+        document.body.dataset.searchReady = "1";
+      } catch (e) {
+        error.textContent = e.message;
+        error.hidden = false;
+        status.textContent = "";
+      }
+    }
+    input.addEventListener("change", function () { chosen = 0; search(); });
+    sameClass.addEventListener("change", search);
+  }
+})();
