@@ -66,6 +66,13 @@ class HnswIndex:
         self.graph.add_items(self.exact.vectors, np.arange(len(vectors)))
         self.graph.set_ef(ef)
 
+    def add(self, vectors: np.ndarray) -> None:
+        """Append rows (new uploads) without rebuilding the graph."""
+        start = len(self.exact.vectors)
+        self.exact = ExactIndex(np.concatenate([self.exact.vectors, vectors]))
+        self.graph.resize_index(len(self.exact.vectors))
+        self.graph.add_items(np.ascontiguousarray(vectors, dtype=np.float32), np.arange(start, len(self.exact.vectors)))
+
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.exact.vectors)
         want = min(n, k if allowed is None else k * 8)
@@ -125,7 +132,11 @@ class SimilarItems:
                 self.labels = np.concatenate([self.labels, np.array(new["labels"], dtype=object)])
                 self.vectors = new["vectors"] if not len(self.vectors) else np.concatenate([self.vectors, new["vectors"]])
             use_hnsw = len(self.ids) >= self.hnsw_min_items and hnsw_available()
-            self.index = HnswIndex(self.vectors) if use_hnsw else ExactIndex(self.vectors)
+            if use_hnsw and incremental and isinstance(self.index, HnswIndex):
+                if len(new["ids"]):
+                    self.index.add(new["vectors"])  # a graph over 100k+ garments takes a while to build
+            else:
+                self.index = HnswIndex(self.vectors) if use_hnsw else ExactIndex(self.vectors)
             self._state = state
 
     def search(self, vector: np.ndarray, k: int = 20, label: str | None = None,

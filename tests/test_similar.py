@@ -348,3 +348,38 @@ def test_video_tracks_are_items_linked_to_their_moment(client, tmp_path):
     assert client.get(clip_hit["crop"]).status_code == 200
     page = client.get(f"/videos/{job_id}").get_data(as_text=True)
     assert 'id="similar"' in page and "similar.js" in page
+
+
+def test_hnsw_index_agrees_with_the_exact_scan():
+    pytest.importorskip("hnswlib", reason="hnswlib (optional) is not installed")
+    from closetai.similar import HnswIndex
+
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(2000, 32)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    exact, approx = ExactIndex(v), HnswIndex(v)
+    recall = []
+    for q in range(0, 2000, 100):
+        want = set(exact.search(v[q], 10)[0].tolist())
+        rows, scores = approx.search(v[q], 10)
+        recall.append(len(want & set(rows.tolist())) / 10)
+        assert np.all(np.diff(scores) <= 1e-6)
+    assert np.mean(recall) > 0.9
+    allowed = np.zeros(2000, bool)
+    allowed[:5] = True  # a rare class: falls back to the exact scan
+    assert sorted(approx.search(v[0], 10, allowed)[0].tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_index_switches_to_hnsw_when_large_and_grows_it(store):
+    pytest.importorskip("hnswlib", reason="hnswlib (optional) is not installed")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        _photo(store, ["top"] * 4, [unit(x) for x in rng.normal(size=(4, 8))], f"{i}.jpg")
+    index = SimilarItems(store, "m/v1", hnsw_min_items=8)
+    index.refresh()
+    assert index.index.name == "hnsw" and len(index) == 12
+    graph = index.index
+    c = _photo(store, ["top"], [unit(np.ones(8))], "new.jpg")
+    hit = index.search(unit(np.ones(8)), k=1)[0]
+    assert index.index is graph and len(graph.exact.vectors) == 13  # grown in place, not rebuilt
+    assert hit.item_id == store.items_of_analysis(c)["detections"][0]
