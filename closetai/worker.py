@@ -126,6 +126,10 @@ def worker_context() -> JobContext:
         from closetai.predict import Predictor
 
         threads = os.environ.get("CLOSETAI_THREADS")
+        if threads:  # OpenCV (colours, resizes) would otherwise start a thread per core in every process
+            import cv2
+
+            cv2.setNumThreads(int(threads))
         predictor = Predictor(os.environ.get("CLOSETAI_MODEL") or None, device=os.environ.get("CLOSETAI_DEVICE") or "auto",
                               threads=int(threads) if threads else None)
         min_size = os.environ.get("CLOSETAI_VIDEO_MIN_SIZE")
