@@ -12,7 +12,17 @@ import numpy as np
 import torch
 
 from closetai.detections import Detections
-from closetai.embed import EMBEDDING_NAME, FeatureTap, mask_weights, pool_garments
+from closetai.embed import (
+    EMBEDDING_NAME,
+    HSV_BINS,
+    FeatureTap,
+    class_probabilities,
+    colour_histogram,
+    combine,
+    hsv_bins,
+    mask_weights,
+    pool_garments,
+)
 from closetai.model import load_model
 from closetai.train import pick_device
 
@@ -102,23 +112,33 @@ class Predictor:
             if self.cross_class_iou < 1.0:
                 kept = suppress_cross_class(masks, out["labels"][keep], self.cross_class_iou)
                 keep, masks = keep[kept], masks[kept]
+            masks_np = masks.cpu().numpy()
             embeddings = None
             if self.embed:
                 te = time.perf_counter()
-                boxes = out["boxes"][keep]
-                h, w = frames[i].shape[:2]
-                scale = (sizes[i][0] / h, sizes[i][1] / w)
-                weights = mask_weights(out["masks"][keep], boxes) if len(keep) else None
-                embeddings = pool_garments(features, i, boxes, weights, scale, padded).cpu().numpy()
+                weights = mask_weights(out["masks"][keep], out["boxes"][keep]) if len(keep) else None
+                embeddings = self._embed(frames[i], features, i, out["boxes"][keep], weights, masks_np, sizes, padded)
                 t_embed += time.perf_counter() - te
             results.append(Detections(
                 out["boxes"][keep].float().cpu().numpy(), out["scores"][keep].float().cpu().numpy(),
-                out["labels"][keep].cpu().numpy(), self.class_names, masks=masks.cpu().numpy(),
-                embeddings=embeddings))
+                out["labels"][keep].cpu().numpy(), self.class_names, masks=masks_np, embeddings=embeddings))
         t3 = time.perf_counter()
         self.timings = {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2 - t_embed,
                         "embed": t_embed}
         return results
+
+    def _embed(self, rgb: np.ndarray, features: dict[str, torch.Tensor], index: int, boxes: torch.Tensor,
+               weights: torch.Tensor | None, masks: np.ndarray, sizes: list, padded: tuple[int, int]) -> np.ndarray:
+        """closetai.embed's three parts for the garments (boxes, masks) of image `index` of the batch."""
+        h, w = rgb.shape[:2]
+        scale = (sizes[index][0] / h, sizes[index][1] / w)
+        appearance = pool_garments(features, index, boxes, weights, scale, padded).cpu().numpy()
+        if not len(boxes):
+            return np.zeros((0, appearance.shape[1] + len(self.class_names) + int(np.prod(HSV_BINS))), np.float32)
+        classes = class_probabilities(self.model, features, index, boxes, scale, sizes).cpu().numpy()
+        cells = hsv_bins(rgb)
+        colours = np.stack([colour_histogram(None, m, cells) for m in masks])
+        return combine(appearance, classes, colours)
 
     @torch.inference_mode()
     def embed_regions(self, rgb: np.ndarray, boxes: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
@@ -129,14 +149,16 @@ class Predictor:
         image_list, _ = self.model.transform([image])
         features = self.model.backbone(image_list.tensors)
         self._tap.pop()  # the hooks fired too; drop their references
-        box_t = torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4), device=self.device)
-        weights = None
-        if masks is not None and len(box_t):
-            weights = mask_weights(torch.as_tensor(np.asarray(masks, dtype=bool), device=self.device), box_t)
-        h, w = rgb.shape[:2]
-        rh, rw = image_list.image_sizes[0]
-        return pool_garments(features, 0, box_t, weights, (rh / h, rw / w),
-                             tuple(image_list.tensors.shape[-2:])).cpu().numpy()
+        box_np = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        box_t = torch.as_tensor(box_np, device=self.device)
+        if masks is None:  # the whole box
+            masks = np.zeros((len(box_np),) + rgb.shape[:2], dtype=bool)
+            for m, (x1, y1, x2, y2) in zip(masks, box_np, strict=True):
+                m[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = True
+        masks = np.asarray(masks, dtype=bool)
+        weights = mask_weights(torch.as_tensor(masks, device=self.device), box_t) if len(box_t) else None
+        return self._embed(rgb, features, 0, box_t, weights, masks, list(image_list.image_sizes),
+                           tuple(image_list.tensors.shape[-2:]))
 
     def __call__(self, rgb: np.ndarray, min_score: float | None = None) -> Detections:
         return self.predict_batch([rgb], min_score)[0]
