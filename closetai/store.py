@@ -174,6 +174,9 @@ embeddings = Table(
 Index("ux_embeddings_detection", embeddings.c.detection_id, unique=True)
 Index("ux_embeddings_track", embeddings.c.track_id, unique=True)
 Index("ix_embeddings_analysis", embeddings.c.analysis_id)
+# embedding_state counts one model's rows before every similar-items query: from this index, not by
+# reading ~100k rows that each hold a 1 kB vector.
+Index("ix_embeddings_model", embeddings.c.model)
 
 jobs = Table(
     "jobs", metadata,
@@ -284,9 +287,11 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     # foreign_keys: SQLite ignores ON DELETE CASCADE without it. WAL + busy_timeout: the web server's
     # threads, a job worker and `closetai ingest` may write at once; readers never block the writer.
+    # busy_timeout first: the journal_mode pragma itself needs a lock, and without a timeout a
+    # connection opened while another process writes failed at once with "database is locked".
+    cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 
@@ -407,6 +412,11 @@ class Store:
         def rel(key: str) -> str | None:
             return f"{rel_dir}/{_FILE_NAMES[key]}" if key in new.files else None
 
+        if any(d.embedding is not None for d in dets) or any(t.embedding is not None for t in trks):
+            # _insert_embeddings uses closetai.embed, which imports torch: seconds the first time in a
+            # process, and never while this transaction holds SQLite's write lock (other writers waited
+            # out their 10 s busy timeout behind a first insert).
+            import closetai.embed  # noqa: F401
         moved = False
         try:
             with self._begin() as conn:
@@ -666,12 +676,12 @@ class Store:
         e, d, t, a = embeddings.c, detections.c, tracks.c, analyses.c
         best_time = (select(d.time_s).where(d.track_id == t.id).order_by(d.score.desc()).limit(1)
                      .scalar_subquery())
-        photo_q = (select(e.id, e.analysis_id, e.label, e.vector, e.dim, literal("photo").label("kind"), d.score,
+        photo_q = (select(e.id, e.analysis_id, e.label, literal("photo").label("kind"), d.score,
                           d.colour_name, d.colour_hex, d.crop_path, d.idx, literal(None).label("track_no"),
                           literal(None).label("time_s"), a.filename, a.source)
                    .select_from(embeddings.join(detections, d.id == e.detection_id).join(analyses, a.id == e.analysis_id))
                    .where(e.id.in_(item_ids)))
-        video_q = (select(e.id, e.analysis_id, e.label, e.vector, e.dim, literal("video").label("kind"),
+        video_q = (select(e.id, e.analysis_id, e.label, literal("video").label("kind"),
                           t.best_score.label("score"), t.colour_name, t.colour_hex, t.crop_path,
                           literal(None).label("idx"), t.track_no, best_time.label("time_s"), a.filename, a.source)
                    .select_from(embeddings.join(tracks, t.id == e.track_id).join(analyses, a.id == e.analysis_id))
@@ -863,10 +873,9 @@ class Store:
 def _insert_embeddings(conn: Connection, analysis_id: int, model: str, dets: list[NewDetection],
                        trks: list[NewTrack], track_ids: dict[int, int]) -> None:
     """Embedding rows for the photo detections and tracks of a new analysis that carry a vector."""
-    from closetai.embed import to_blob
-
     if not any(d.embedding is not None for d in dets) and not any(t.embedding is not None for t in trks):
         return
+    from closetai.embed import to_blob  # already imported by add_analysis, outside its transaction
     det_ids = dict(conn.execute(select(detections.c.idx, detections.c.id)
                                 .where(detections.c.analysis_id == analysis_id)).all())
     rows = [{"analysis_id": analysis_id, "detection_id": det_ids[i], "track_id": None, "label": d.label,

@@ -130,7 +130,9 @@ def _writer(url: str, media: str, worker: int, count: int, errors) -> None:
                             height=10, model_name="m", taxonomy="t", min_score=0.5, files={"photo": b"x" * 2000}),
                 [NewDetection(label="top", score=0.9, box=(0, 0, 5, 5), mask_rle=None) for _ in range(20)])
     except Exception as exc:  # noqa: BLE001  (reported to the parent, which asserts there were none)
-        errors.put(f"{type(exc).__name__}: {exc}")
+        import traceback
+
+        errors.put(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
     finally:
         store.dispose()
 
@@ -150,7 +152,7 @@ def test_concurrent_writer_processes_never_see_database_is_locked(tmp_path):
     found = []
     while not errors.empty():
         found.append(errors.get())
-    assert found == [] and all(p.exitcode == 0 for p in procs)
+    assert found == [] and all(p.exitcode == 0 for p in procs), "\n".join(found)
     assert store.count_analyses() == 160
     assert os.path.getsize(instance / "closetai.sqlite") > 0
 
