@@ -105,6 +105,8 @@ class SimilarItems:
         self.ids = np.zeros(0, np.int64)
         self.analysis_ids = np.zeros(0, np.int64)
         self.labels = np.zeros(0, dtype=object)
+        self.label_codes = np.zeros(0, np.int32)  # the same-class filter compares ints, not 100k strings
+        self._codes: dict[str, int] = {}
         self.vectors = np.zeros((0, 0), np.float32)
         self.index: ExactIndex | HnswIndex = ExactIndex(self.vectors)
 
@@ -131,6 +133,8 @@ class SimilarItems:
                 self.analysis_ids = np.concatenate([self.analysis_ids, new["analysis_ids"]])
                 self.labels = np.concatenate([self.labels, np.array(new["labels"], dtype=object)])
                 self.vectors = new["vectors"] if not len(self.vectors) else np.concatenate([self.vectors, new["vectors"]])
+            self.label_codes = np.array([self._codes.setdefault(lb, len(self._codes)) for lb in self.labels],
+                                        dtype=np.int32)
             use_hnsw = len(self.ids) >= self.hnsw_min_items and hnsw_available()
             if use_hnsw and incremental and isinstance(self.index, HnswIndex):
                 if len(new["ids"]):
@@ -144,7 +148,7 @@ class SimilarItems:
         """The k stored garments nearest to `vector`, best first; label: only that class;
         exclude_analysis: leave out the garments of that photo or clip (an item's own neighbours there)."""
         self.refresh()
-        ids, analysis_ids, labels, index = self.ids, self.analysis_ids, self.labels, self.index
+        ids, analysis_ids, codes, index = self.ids, self.analysis_ids, self.label_codes, self.index
         if not len(ids):
             return []
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
@@ -154,7 +158,7 @@ class SimilarItems:
         if label is not None or exclude_analysis is not None or exclude_items:
             allowed = np.ones(len(ids), dtype=bool)
             if label is not None:
-                allowed &= labels == label
+                allowed &= codes == self._codes.get(label, -1)
             if exclude_analysis is not None:
                 allowed &= analysis_ids != exclude_analysis
             if exclude_items:

@@ -33,6 +33,7 @@ def upgrade() -> None:
     op.create_index("ux_embeddings_detection", "embeddings", ["detection_id"], unique=True)
     op.create_index("ux_embeddings_track", "embeddings", ["track_id"], unique=True)
     op.create_index("ix_embeddings_analysis", "embeddings", ["analysis_id"])
+    op.create_index("ix_embeddings_model", "embeddings", ["model"])
 
 
 def downgrade() -> None:
