@@ -953,7 +953,7 @@ def migrate(engine: Engine, revision: str = "head") -> None:
 
     A database made before migrations existed (tables, no alembic_version) is stamped with 0001 first.
     Several processes may start at once (web + workers): PostgreSQL serialises them with an advisory
-    lock; on SQLite the loser of the race finds the schema already upgraded and carries on.
+    lock, SQLite with BEGIN IMMEDIATE; the later ones find the schema upgraded and carry on.
     """
     import time
 
@@ -971,6 +971,10 @@ def migrate(engine: Engine, revision: str = "head") -> None:
             with engine.begin() as conn:
                 if engine.dialect.name == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(72620011)"))
+                elif engine.dialect.name == "sqlite":
+                    # The write lock before the first read: otherwise a process that read "no revision"
+                    # just before another committed the schema would stamp it as pre-migration.
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
                 current = MigrationContext.configure(conn).get_current_revision()
                 if current == head and revision == "head":
                     return

@@ -105,7 +105,7 @@ def test_processes_starting_together_migrate_once(tmp_path):
     ctx = multiprocessing.get_context("spawn")
     errors = ctx.Queue()
     url = default_sqlite_url(tmp_path)
-    procs = [ctx.Process(target=_start, args=(url, str(tmp_path / "media"), errors)) for _ in range(3)]
+    procs = [ctx.Process(target=_start, args=(url, str(tmp_path / "media"), errors)) for _ in range(6)]
     for p in procs:
         p.start()
     for p in procs:
