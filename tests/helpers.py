@@ -83,6 +83,26 @@ class FakePredictor:
         return [self(f) for f in frames]
 
 
+class EmbeddingFakePredictor(FakePredictor):
+    """FakePredictor's one garment, with a vector made from the photo's mean colour in that region."""
+
+    info = {**FakePredictor.info, "embedding": "fake/v1"}
+    embedding_model = "fake/v1"
+
+    def __call__(self, rgb, min_score=None):
+        d = super().__call__(rgb, min_score)
+        d.embeddings = self.embed_regions(rgb, d.xyxy, d.masks)
+        return d
+
+    def embed_regions(self, rgb, boxes, masks=None):
+        out = []
+        for b in np.asarray(boxes, dtype=int).reshape(-1, 4):
+            region = rgb[b[1]:b[3], b[0]:b[2]].reshape(-1, 3).astype(np.float32)
+            v = np.r_[region.mean(0), 1.0]
+            out.append(v / np.linalg.norm(v))
+        return np.array(out, dtype=np.float32).reshape(-1, 4)
+
+
 CHROMIUM = Path("/usr/bin/chromium")
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
                                     reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium)")

@@ -13,7 +13,7 @@ from werkzeug.security import generate_password_hash
 
 from app import create_app
 from closetai.web.auth import OPEN_ENDPOINTS
-from tests.helpers import FakePredictor, needs_chromium, served
+from tests.helpers import EmbeddingFakePredictor, needs_chromium, served
 from tests.test_video import panned_frames, write_clip
 
 PASSWORD = "correct horse battery staple"
@@ -31,7 +31,7 @@ def make_app(tmp_path):
     apps = []
 
     def make(**config):
-        app = create_app({"PREDICTOR": FakePredictor(), "INSTANCE_PATH": tmp_path / f"instance{len(apps)}",
+        app = create_app({"PREDICTOR": EmbeddingFakePredictor(), "INSTANCE_PATH": tmp_path / f"instance{len(apps)}",
                           "TESTING": True, "JOB_PROGRESS_INTERVAL_S": 0.0, **config})
         apps.append(app)
         return app
@@ -65,7 +65,7 @@ def stored(tmp_path_factory):
     """A locked app holding one photo analysis and one finished video job, made through the API with
     the token; returns (app, URL arguments that name them)."""
     tmp = tmp_path_factory.mktemp("access")
-    app = create_app({"PREDICTOR": FakePredictor(), "INSTANCE_PATH": tmp / "instance", "TESTING": True,
+    app = create_app({"PREDICTOR": EmbeddingFakePredictor(), "INSTANCE_PATH": tmp / "instance", "TESTING": True,
                       "JOB_PROGRESS_INTERVAL_S": 0.0, **LOCKED})
     c = app.test_client()
     photo = upload_photo(c, BEARER)
@@ -81,7 +81,8 @@ def stored(tmp_path_factory):
     assert status["status"] == "done", status
     video = c.get(f"/api/v1/videos/{job_id}", headers=BEARER).get_json()
     crop = photo.get_json()["detections"][0]["crop"]  # /media/<id>/crops/<idx>.jpg
-    args = {"analysis_id": photo.get_json()["id"], "idx": int(crop.rsplit("/", 1)[1].removesuffix(".jpg")),
+    items = c.get(f"/api/v1/analyses/{photo.get_json()['id']}/items", headers=BEARER).get_json()
+    args = {"item_id": items["detections"]["0"], "analysis_id": photo.get_json()["id"], "idx": int(crop.rsplit("/", 1)[1].removesuffix(".jpg")),
             "job_id": job_id, "track_no": video["tracks"][0]["track_id"], "name": "popular", "fmt": "svg",
             "filename": "style.css"}
     yield app, args, video["analysis_id"]
@@ -116,7 +117,8 @@ def test_every_route_refuses_a_request_without_credentials(stored):
     app, args, video_aid = stored
     requests = guarded_requests(app, args, video_aid)
     assert MEDIA_ENDPOINTS <= {e for e, _, _ in requests}
-    assert {e.split(".")[0] for e, _, _ in requests} == {"pages", "api", "report", "video", "video_api"}
+    assert {e.split(".")[0] for e, _, _ in requests} == {"pages", "api", "report", "video", "video_api", "similar",
+                                                        "similar_api"}
     for endpoint, method, url in requests:
         r = app.test_client().open(url, method=method)
         if url.startswith("/api/") or method != "GET":

@@ -18,7 +18,7 @@ from closetai.detections import Detections
 from closetai.embed import EMBEDDING_NAME, from_blob, to_blob
 from closetai.similar import ExactIndex, SimilarItems
 from closetai.store import NewAnalysis, NewDetection, NewTrack, NotFound, Store
-from tests.helpers import REPO, FakePredictor, needs_model, tiny_model_config
+from tests.helpers import REPO, EmbeddingFakePredictor, FakePredictor, needs_model, tiny_model_config
 
 sys.path.insert(0, str(REPO / "bench"))
 import eval_similar  # noqa: E402  (the evaluation script's metrics and DF2 reader)
@@ -170,25 +170,6 @@ def test_exact_index_on_random_vectors_matches_a_full_sort():
 
 
 # -- API over a real SQLite file --------------------------------------------------------------------------
-class EmbeddingFakePredictor(FakePredictor):
-    """FakePredictor's one garment, with a vector made from the photo's mean colour in that region."""
-
-    info = {**FakePredictor.info, "embedding": "fake/v1"}
-    embedding_model = "fake/v1"
-
-    def __call__(self, rgb, min_score=None):
-        d = super().__call__(rgb, min_score)
-        d.embeddings = self.embed_regions(rgb, d.xyxy, d.masks)
-        return d
-
-    def embed_regions(self, rgb, boxes, masks=None):
-        out = []
-        for b in np.asarray(boxes, dtype=int).reshape(-1, 4):
-            region = rgb[b[1]:b[3], b[0]:b[2]].reshape(-1, 3).astype(np.float32)
-            out.append(unit(np.r_[region.mean(0), 1.0]))
-        return np.array(out, dtype=np.float32).reshape(-1, 4)
-
-
 def jpeg(colour, size=(80, 60)) -> bytes:
     img = np.full((size[0], size[1], 3), 128, np.uint8)
     img[size[0] // 4: size[0] // 2, size[1] // 4: size[1] // 2] = colour
