@@ -103,6 +103,24 @@ class EmbeddingFakePredictor(FakePredictor):
         return np.array(out, dtype=np.float32).reshape(-1, 4)
 
 
+def run_processes(target, arg_lists: list[tuple], timeout: float = 120) -> list[str]:
+    """Run target(*args, errors) in one spawned process per args tuple, all at once; returns what they
+    put on the `errors` queue (empty when every process succeeded) plus any non-zero exit."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    errors = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, errors)) for args in arg_lists]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout)
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    return found + [f"process exited with {p.exitcode}" for p in procs if p.exitcode != 0]
+
+
 CHROMIUM = Path("/usr/bin/chromium")
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
                                     reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium)")

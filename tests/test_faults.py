@@ -7,7 +7,6 @@ The video job killed mid-analysis is tests/test_jobs.py::test_sigkill_mid_job_th
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import signal
 import sqlite3
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from closetai.store import NewAnalysis, NewDetection, Store, default_sqlite_url
-from tests.helpers import REPO, SHIPPED_MODEL
+from tests.helpers import REPO, SHIPPED_MODEL, run_processes
 
 needs_model = pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason="models/closetai-ccp15.pt not present")
 sys.path.insert(0, str(REPO / "bench"))
@@ -142,17 +141,8 @@ def test_concurrent_writer_processes_never_see_database_is_locked(tmp_path):
     store = Store(default_sqlite_url(instance), instance / "media")
     instance.mkdir()
     store.init_schema()
-    ctx = multiprocessing.get_context("spawn")
-    errors = ctx.Queue()
-    procs = [ctx.Process(target=_writer, args=(store.url, str(store.media_root), w, 40, errors)) for w in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    found = []
-    while not errors.empty():
-        found.append(errors.get())
-    assert found == [] and all(p.exitcode == 0 for p in procs), "\n".join(found)
+    found = run_processes(_writer, [(store.url, str(store.media_root), w, 40) for w in range(4)])
+    assert found == [], "\n".join(found)
     assert store.count_analyses() == 160
     assert os.path.getsize(instance / "closetai.sqlite") > 0
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from datetime import datetime
 
 import pytest
@@ -12,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 from closetai.store import NewAnalysis, NewDetection, NewTrack, Store, default_sqlite_url, metadata, migrate
+from tests.helpers import run_processes
 from tests.services import needs_postgres, postgres_server
 
 
@@ -102,18 +102,9 @@ def _start(url: str, media: str, errors) -> None:
 
 
 def test_processes_starting_together_migrate_once(tmp_path):
-    ctx = multiprocessing.get_context("spawn")
-    errors = ctx.Queue()
     url = default_sqlite_url(tmp_path)
-    procs = [ctx.Process(target=_start, args=(url, str(tmp_path / "media"), errors)) for _ in range(6)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    found = []
-    while not errors.empty():
-        found.append(errors.get())
-    assert found == [] and all(p.exitcode == 0 for p in procs)
+    found = run_processes(_start, [(url, str(tmp_path / "media"))] * 6)
+    assert found == [], "\n".join(found)
     assert _revision(create_engine(url)) == _head()
 
 
