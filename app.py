@@ -122,7 +122,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         HEIC_SUPPORTED=_heic_supported(),
         VIDEO_FPS=5.0,  # analysis rate (frames analysed per second of clip)
         VIDEO_MIN_SIZE=DEFAULT_VIDEO_MIN_SIZE,  # inference short side for video frames (photos keep the model's)
-        VIDEO_BATCH_SIZE=4,
+        VIDEO_BATCH_SIZE=None,  # frames per forward pass; None: 1 on a CPU, 8 on a GPU (closetai.videoanalysis)
         # The annotated video holds the analysed frames (at VIDEO_FPS), not every frame: annotating and
         # encoding all 450 frames of a 15 s 720x1280 clip costs ~15-20 s on 2 cores, a third of the budget.
         VIDEO_ANNOTATE_ALL_FRAMES=False,

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from closetai.predict import Predictor  # noqa: E402
 from closetai.video import H264Writer, iter_frames, probe_video  # noqa: E402
-from closetai.videoanalysis import analyse_video  # noqa: E402
+from closetai.videoanalysis import analyse_video, default_batch_size  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 
@@ -59,9 +59,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(predictor: Predictor, clip: Path, fps: float | None, batch_size: int, tmp: Path) -> dict:
+def run(predictor: Predictor, clip: Path, fps: float | None, batch_size: int | None, tmp: Path) -> dict:
     out = tmp / f"annotated-{fps or 'all'}.mp4"
     t0 = time.perf_counter()
+    batch_size = batch_size or default_batch_size(predictor)
     result = analyse_video(predictor, clip, fps=fps, annotated_out=out, batch_size=batch_size)
     total = time.perf_counter() - t0
     with av.open(str(out)) as c:
@@ -81,7 +82,7 @@ def main() -> None:
     p.add_argument("clip", nargs="?", help="a clip to cut from (default: ../shared street-clip-b.mp4)")
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--fps", type=float, default=5.0)
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, help="frames per forward pass (default: 1 on a CPU, 8 on a GPU)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--min-size", type=int, help="inference short side (default: the model's)")
     p.add_argument("--model")
@@ -95,7 +96,7 @@ def main() -> None:
         predictor(np.zeros((1280, 720, 3), dtype=np.uint8))  # warm-up (allocator, cudnn autotune)
         rows = [run(predictor, clip, a.fps, a.batch_size, tmp)]
         if predictor.device.type == "cuda":
-            rows.append(run(predictor, clip, None, max(a.batch_size, 8), tmp))
+            rows.append(run(predictor, clip, None, max(a.batch_size or 8, 8), tmp))
     for row in rows:
         print(json.dumps(row))
         target = "" if row["analysis_fps"] == "all" else f" (target <= 60 s: {'met' if row['total_s'] <= 60 else 'MISSED'})"

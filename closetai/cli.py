@@ -483,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--min-score", type=float)
     s.add_argument("--threads", type=int)
-    s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--batch-size", type=int, help="frames per forward pass (default: 1 on a CPU, 8 on a GPU)")
     s.add_argument("--min-size", type=int, help="inference short side (default: the model's); smaller is faster")
     s.add_argument("--min-hits", type=int, default=3, help="drop tracks seen in fewer analysed frames")
     s.add_argument("--max-duration", type=float, default=600.0, help="seconds")

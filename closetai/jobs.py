@@ -84,7 +84,7 @@ class VideoSettings:
 
     fps: float = DEFAULT_ANALYSIS_FPS
     min_size: int | None = DEFAULT_VIDEO_MIN_SIZE  # inference short side for video frames; None: the model's
-    batch_size: int = 4
+    batch_size: int | None = None  # None: closetai.videoanalysis.default_batch_size (1 on CPU, 8 on GPU)
     annotate_all_frames: bool = False
     limits: VideoLimits = field(default_factory=VideoLimits)
 
@@ -365,6 +365,7 @@ class _SerialisedPredictor:
         self.min_score = predictor.min_score
         self.class_names = predictor.class_names
         self.info = predictor.info
+        self.device = getattr(predictor, "device", None)  # the batch size default depends on it
 
     def predict_batch(self, frames, min_score=None):
         with self._lock:

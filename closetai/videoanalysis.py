@@ -160,9 +160,17 @@ def _timeline(frames: list[FrameResult], class_names: tuple[str, ...]) -> dict[s
             "total": [len(f.detections) for f in frames]}
 
 
+def default_batch_size(predictor) -> int:
+    """Frames per forward pass: 8 on a GPU (bench/bench_gpu.py), 1 on a CPU, where batches of 4 were
+    12-18% slower per frame and took 0.35 GB more memory (bench/bench_video.py --seconds 5
+    --batch-size 1 vs 4 on 2 cores: 13.4/14.1 s vs 15.3/17.1 s)."""
+    device = getattr(predictor, "device", None)
+    return 8 if getattr(device, "type", str(device)) == "cuda" else 1
+
+
 def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAULT_ANALYSIS_FPS,
                   annotated_out: str | os.PathLike | None = None, on_progress: ProgressFn | None = None,
-                  batch_size: int = 4, *, limits: VideoLimits | None = None, min_hits: int = 3,
+                  batch_size: int | None = None, *, limits: VideoLimits | None = None, min_hits: int = 3,
                   tracker: TrackerConfig | None = None, low_score: float = 0.1,
                   annotate_all_frames: bool = False,
                   should_stop: Callable[[], bool] | None = None) -> VideoResult:
@@ -177,11 +185,13 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
       clip's rate, each with the latest analysed frame's annotations.
     on_progress(done, total): called after each frame analysed and then each frame written; total =
       frames to analyse + frames to write (estimated from the header; the last call has done == total).
+    batch_size: frames per forward pass; None: default_batch_size(predictor).
     min_hits: tracks seen in fewer analysed frames are dropped as flicker.
     Raises the `closetai.video` errors for unusable input, AnalysisCancelled when `should_stop()`
     turns true; a clip corrupt part-way returns a partial result (complete=False, error set).
     Nothing is left at `annotated_out` unless the call returns.
     """
+    batch_size = batch_size or default_batch_size(predictor)
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     if fps is not None and fps < 0:

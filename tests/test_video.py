@@ -430,3 +430,22 @@ def test_cli_truncated_clip_writes_partial_json_and_exits_2(tmp_path, capsys):
     assert err[-1].startswith("closetai: error: video ") and "partial results written" in err[-1]
     doc = json.loads((tmp_path / "o.json").read_text())
     assert doc["analysis"]["complete"] is False and 0 < doc["analysis"]["frames_analysed"] < 30
+
+
+def test_default_batch_size_is_one_frame_on_cpu_and_eight_on_a_gpu():
+    import threading
+    from types import SimpleNamespace
+
+    import torch
+
+    from closetai.jobs import _SerialisedPredictor
+    from closetai.videoanalysis import default_batch_size
+
+    def fake(device):
+        return SimpleNamespace(device=torch.device(device), min_score=0.5, class_names=("top",), info={})
+
+    assert default_batch_size(fake("cpu")) == 1
+    assert default_batch_size(fake("cuda")) == 8
+    assert default_batch_size(object()) == 1  # no device known: the safe choice
+    # the web job's wrapper around the shared predictor keeps the device visible
+    assert default_batch_size(_SerialisedPredictor(fake("cuda"), threading.Lock(), 448)) == 8
