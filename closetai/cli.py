@@ -173,14 +173,11 @@ def _cmd_video(a: argparse.Namespace) -> int:
 def _open_store(a: argparse.Namespace):
     """The same database and media folder the web app uses (app.py): --instance / $CLOSETAI_INSTANCE,
     else instance/ beside app.py; $CLOSETAI_DATABASE_URL and $CLOSETAI_MEDIA_ROOT override as there."""
-    import os
+    from closetai.store import store_from_env
 
-    from closetai.store import Store, default_sqlite_url
-
-    instance = Path(a.instance or os.environ.get("CLOSETAI_INSTANCE") or Path(__file__).resolve().parents[1] / "instance")
-    instance.mkdir(parents=True, exist_ok=True)
-    url = a.database_url or os.environ.get("CLOSETAI_DATABASE_URL") or default_sqlite_url(instance)
-    store = Store(url, os.environ.get("CLOSETAI_MEDIA_ROOT") or instance / "media")
+    store = store_from_env(a.instance, a.database_url)
+    if store.engine.dialect.name == "sqlite" and store.engine.url.database:  # its folder before the first connect
+        Path(store.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
     store.init_schema()
     return store
 

@@ -991,6 +991,15 @@ def migrate(engine: Engine, revision: str = "head") -> None:
             time.sleep(0.2 * (attempt + 1))
 
 
+def store_from_env(instance: str | os.PathLike | None = None, database_url: str | None = None) -> Store:
+    """The database and media folder the web app uses (app.py), for the CLI and the workers: `instance`
+    or $CLOSETAI_INSTANCE, else instance/ beside app.py; `database_url` or $CLOSETAI_DATABASE_URL, else
+    the SQLite file in it; $CLOSETAI_MEDIA_ROOT, else instance/media. Opens it; creates nothing."""
+    folder = Path(instance or os.environ.get("CLOSETAI_INSTANCE") or Path(__file__).resolve().parents[1] / "instance")
+    url = database_url or os.environ.get("CLOSETAI_DATABASE_URL") or default_sqlite_url(folder)
+    return Store(url, os.environ.get("CLOSETAI_MEDIA_ROOT") or folder / "media")
+
+
 def default_sqlite_url(instance_path: str | os.PathLike) -> str:
     return f"sqlite:///{Path(instance_path).resolve() / 'closetai.sqlite'}"
 

@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 from celery import Celery
 
 from closetai.jobs import DEFAULT_VIDEO_MIN_SIZE, JobContext, VideoSettings, run_delivered_job
-from closetai.store import NotFound, Store, StoreError, default_sqlite_url
+from closetai.store import NotFound, StoreError, store_from_env
 from closetai.video import VideoLimits
 
 log = logging.getLogger("closetai.worker")
@@ -108,14 +107,6 @@ class CeleryJobRunner:
 
 _context: JobContext | None = None
 _context_pid: int | None = None
-
-
-def store_from_env() -> Store:
-    """The database and media folder of CLOSETAI_DATABASE_URL / CLOSETAI_INSTANCE / CLOSETAI_MEDIA_ROOT,
-    defaulting as the web app and the CLI do (instance/ beside app.py)."""
-    instance = Path(os.environ.get("CLOSETAI_INSTANCE") or Path(__file__).resolve().parents[1] / "instance")
-    url = os.environ.get("CLOSETAI_DATABASE_URL") or default_sqlite_url(instance)
-    return Store(url, os.environ.get("CLOSETAI_MEDIA_ROOT") or instance / "media")
 
 
 def worker_context() -> JobContext:
