@@ -367,14 +367,14 @@ class _SerialisedPredictor:
         self.info = predictor.info
         self.device = getattr(predictor, "device", None)  # the batch size default depends on it
 
-    def predict_batch(self, frames, min_score=None):
+    def predict_batch(self, frames, min_score=None, **kwargs):
         with self._lock:
             transform = getattr(getattr(self._p, "model", None), "transform", None)
             if not self._min_size or transform is None:
-                return self._p.predict_batch(frames, min_score)
+                return self._p.predict_batch(frames, min_score, **kwargs)
             previous, transform.min_size = transform.min_size, (int(self._min_size),)
             try:
-                return self._p.predict_batch(frames, min_score)
+                return self._p.predict_batch(frames, min_score, **kwargs)
             finally:
                 transform.min_size = previous
 

@@ -4,6 +4,7 @@ postprocess each timed, as in ultralytics' predictor)."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,20 +40,62 @@ def suppress_cross_class(masks: torch.Tensor, labels: torch.Tensor, max_iou: flo
     torchvision's NMS is per class, so the same legs can come out as both "jeans" and "trousers";
     counted twice, they would skew the trend report. Inputs are in descending score order (as
     torchvision returns them), so the greedy pass keeps the more confident class.
+    Only pairs of different classes whose masks' bounding boxes overlap are compared, inside that
+    overlap: exact, and ~20x cheaper on a 720p frame than one (N, H*W) matrix product (34 ms for 11 masks).
     """
     n = len(masks)
     if n < 2:
         return torch.arange(n, device=masks.device)
-    flat = masks.reshape(n, -1).float()
-    inter = flat @ flat.T
-    area = flat.sum(dim=1)
-    iou = inter / (area[:, None] + area[None, :] - inter).clamp(min=1)
-    clash = (iou > max_iou) & (labels[:, None] != labels[None, :])
+    area = masks.sum(dim=(1, 2))
+    rows, cols = masks.any(dim=2), masks.any(dim=1)
+    extent = []  # tight [y1, y2, x1, x2) of each mask, None when empty
+    for r, c in zip(rows, cols, strict=True):
+        ys, xs = torch.nonzero(r).flatten(), torch.nonzero(c).flatten()
+        extent.append(None if not len(ys) else (int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1))
+
+    def clash(i: int, j: int) -> bool:
+        if labels[i] == labels[j] or extent[i] is None or extent[j] is None:
+            return False
+        (a1, a2, a3, a4), (b1, b2, b3, b4) = extent[i], extent[j]
+        y1, y2, x1, x2 = max(a1, b1), min(a2, b2), max(a3, b3), min(a4, b4)
+        if y1 >= y2 or x1 >= x2:
+            return False
+        inter = int((masks[i, y1:y2, x1:x2] & masks[j, y1:y2, x1:x2]).sum())
+        return inter / max(int(area[i] + area[j]) - inter, 1) > max_iou
+
     keep: list[int] = []
     for i in range(n):
-        if not any(bool(clash[i, j]) for j in keep):
+        if not any(clash(i, j) for j in keep):
             keep.append(i)
     return torch.tensor(keep, dtype=torch.long, device=masks.device)
+
+
+class _CallScoreThreshold(threading.local):
+    value: float | None = None
+
+
+def per_call_score_threshold(roi_heads: torch.nn.Module) -> _CallScoreThreshold:
+    """Let each predict call set torchvision's box score threshold for its own thread.
+
+    RoIHeads drops boxes below `score_thresh` (0.05, for evaluation) before running the mask head and
+    pasting every mask at full resolution; a photo shown at 0.5 paid for all of them (0.43 s vs 0.36 s
+    per 720p frame, 0.45 vs 0.40 at the video's 0.1). A box below the caller's threshold cannot change
+    those above it (NMS goes in score order; the top-k cap keeps the highest), so the detections a caller
+    sees are the same. The model is shared between threads, hence a thread-local value, not an assignment.
+    """
+    local = _CallScoreThreshold()
+    base = type(roi_heads)
+    default = roi_heads.__dict__.pop("score_thresh", 0.05)
+
+    def get(self) -> float:
+        return self._default_score_thresh if local.value is None else max(local.value, self._default_score_thresh)
+
+    def set_(self, value: float) -> None:
+        self.__dict__["_default_score_thresh"] = float(value)
+
+    roi_heads.__class__ = type(base.__name__, (base,), {"score_thresh": property(get, set_)})
+    roi_heads.score_thresh = default
+    return local
 
 
 class Predictor:
@@ -79,6 +122,7 @@ class Predictor:
         # Appearance embeddings (closetai.embed) from the FPN features this forward pass computes anyway.
         self.embed = embed
         self._tap = FeatureTap(self.model)
+        self._call_thresh = per_call_score_threshold(self.model.roi_heads)
 
     @property
     def info(self) -> dict[str, Any]:
@@ -95,14 +139,23 @@ class Predictor:
         return torch.from_numpy(np.array(rgb)).to(self.device).permute(2, 0, 1).float().div_(255)
 
     @torch.inference_mode()
-    def predict_batch(self, frames: list[np.ndarray], min_score: float | None = None) -> list[Detections]:
-        """RGB uint8 HxWx3 arrays -> Detections at each image's own resolution."""
+    def predict_batch(self, frames: list[np.ndarray], min_score: float | None = None,
+                      embed_min_score: float | None = None) -> list[Detections]:
+        """RGB uint8 HxWx3 arrays -> Detections at each image's own resolution.
+
+        embed_min_score: attach embeddings only to detections scoring at least this (the rest get NaN
+        rows); the video engine's low-score detections only extend tracks and are never a track's best view.
+        """
         thresh = self.min_score if min_score is None else min_score
         t0 = time.perf_counter()
         images = [self._to_tensor(f) for f in frames]
         t1 = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp and self.device.type == "cuda"):
-            outputs = self.model(images)
+        self._call_thresh.value = thresh
+        try:
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp and self.device.type == "cuda"):
+                outputs = self.model(images)
+        finally:
+            self._call_thresh.value = None
         t2 = time.perf_counter()
         features, sizes, padded = self._tap.pop()
         results, t_embed = [], 0.0
@@ -116,8 +169,17 @@ class Predictor:
             embeddings = None
             if self.embed:
                 te = time.perf_counter()
-                weights = mask_weights(out["masks"][keep], out["boxes"][keep]) if len(keep) else None
-                embeddings = self._embed(frames[i], features, i, out["boxes"][keep], weights, masks_np, sizes, padded)
+                sel = (torch.arange(len(keep)) if embed_min_score is None
+                       else torch.nonzero(out["scores"][keep].cpu() >= embed_min_score).flatten())
+                picked = keep[sel.to(keep.device)]
+                weights = mask_weights(out["masks"][picked], out["boxes"][picked]) if len(picked) else None
+                vectors = self._embed(frames[i], features, i, out["boxes"][picked], weights, masks_np[sel.numpy()],
+                                      sizes, padded)
+                if len(picked) == len(keep):
+                    embeddings = vectors
+                else:
+                    embeddings = np.full((len(keep), vectors.shape[1]), np.nan, dtype=np.float32)
+                    embeddings[sel.numpy()] = vectors
                 t_embed += time.perf_counter() - te
             results.append(Detections(
                 out["boxes"][keep].float().cpu().numpy(), out["scores"][keep].float().cpu().numpy(),

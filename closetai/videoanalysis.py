@@ -176,8 +176,8 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
                   should_stop: Callable[[], bool] | None = None) -> VideoResult:
     """Analyse a clip end to end.
 
-    predictor: a `closetai.predict.Predictor` (or anything with `predict_batch(frames, min_score)`,
-      `min_score`, `class_names`, `info`). Its `min_score` is the tracker's high threshold; detections
+    predictor: a `closetai.predict.Predictor` (or anything with `predict_batch(frames, min_score,
+      embed_min_score=...)`, `min_score`, `class_names`, `info`). Its `min_score` is the tracker's high threshold; detections
       down to `low_score` are only used to extend existing tracks (ByteTrack's second round).
     fps: analysis rate; None or 0 analyses every frame.
     annotated_out: write an H.264 mp4 with masks, boxes, labels and track ids. By default it holds the
@@ -227,7 +227,8 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
     def run_batch(batch) -> None:
         nonlocal done
         t0 = time.perf_counter()
-        results = predictor.predict_batch([f.rgb for f in batch], min_score=cfg.low_score)
+        results = predictor.predict_batch([f.rgb for f in batch], min_score=cfg.low_score,
+                                          embed_min_score=cfg.high_score)
         timings["inference"] += time.perf_counter() - t0
         for frame, dets in zip(batch, results, strict=True):
             t0 = time.perf_counter()
@@ -242,7 +243,8 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
                     st.best_score, st.best_time_s = float(tracked.scores[i]), frame.time
                     st.best_box = tracked.xyxy[i].copy()
                     st.best_crop, st.best_crop_mask = _crop(frame.rgb, mask, tracked.xyxy[i])
-                    st.best_embedding = tracked.embeddings[i] if tracked.embeddings is not None else None
+                    vector = tracked.embeddings[i] if tracked.embeddings is not None else None
+                    st.best_embedding = vector if vector is not None and np.isfinite(vector).all() else None
             light = Detections(tracked.xyxy, tracked.scores, tracked.class_ids, class_names,
                                track_ids=tracked.track_ids)
             raw_frames.append(FrameResult(frame.index, frame.source_index, frame.time, light, rles))

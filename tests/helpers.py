@@ -79,7 +79,7 @@ class FakePredictor:
         m[0, h // 4: h // 2, w // 4: w // 2] = True
         return Detections([[w / 4, h / 4, w / 2, h / 2]], [0.9], [1], self.class_names, masks=m)
 
-    def predict_batch(self, frames, min_score=None):
+    def predict_batch(self, frames, min_score=None, **kwargs):
         return [self(f) for f in frames]
 
 

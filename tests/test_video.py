@@ -76,7 +76,7 @@ class RedPredictor:
     def __init__(self):
         self.calls = 0
 
-    def predict_batch(self, frames, min_score=None):
+    def predict_batch(self, frames, min_score=None, **kwargs):
         self.calls += 1
         out = []
         for rgb in frames:

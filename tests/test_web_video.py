@@ -274,7 +274,7 @@ def test_unknown_ids_are_404(client):
 
 
 class BrokenPredictor(Predictor):
-    def predict_batch(self, frames, min_score=None):
+    def predict_batch(self, frames, min_score=None, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")
 
 
@@ -295,9 +295,9 @@ def test_a_failing_job_is_failed_with_a_message_and_stores_nothing(make_app, tmp
 
 
 class SlowPredictor(Predictor):
-    def predict_batch(self, frames, min_score=None):
+    def predict_batch(self, frames, min_score=None, **kwargs):
         time.sleep(0.3)
-        return super().predict_batch(frames, min_score)
+        return super().predict_batch(frames, min_score, **kwargs)
 
 
 def test_progress_is_visible_while_running_and_survives_a_page_reload(make_app, tmp_path):
