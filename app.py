@@ -70,6 +70,7 @@ _ENV = {
     "CLOSETAI_JOB_WORKERS": ("JOB_WORKERS", int),
     "CLOSETAI_JOB_STALE_S": ("JOB_STALE_S", float),
     "CLOSETAI_BROKER_URL": ("BROKER_URL", str),
+    "CLOSETAI_REPORT_CHART_PROCESS": ("REPORT_CHART_PROCESS", boolean),
 }
 
 
@@ -133,6 +134,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         JOB_STALE_S=60.0,  # a running job without a heartbeat this long is failed (closetai.jobs)
         JOB_PROGRESS_INTERVAL_S=0.5,
         BROKER_URL=None,  # None: jobs run in this process's threads; redis://...: on `closetai worker`s (Celery)
+        # A second process draws some of a cold /report's charts meanwhile (closetai.web.report.ChartProcess):
+        # ~0.3 s less on 2 cores at 100k garments, ~100 MB more memory.
+        REPORT_CHART_PROCESS=True,
     )
     app.config.from_pyfile("config.py", silent=True)
     app.config.update(_env_overrides())
@@ -185,6 +189,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                                                           stale_after_s=app.config["JOB_STALE_S"])
 
     register(app)
+    if app.config["REPORT_CHART_PROCESS"]:
+        from closetai.web.report import chart_process
+
+        chart_process().start()
 
     @app.cli.command("init-db")
     def init_db_command() -> None:

@@ -4,7 +4,8 @@ Seeds a throw-away SQLite file with synthetic analyses: ~24,000 photos over 90 d
 a skewed class mix and class-dependent colours, plus 200 video clips whose tracks hold many
 detections each (the report must count a track once). Then times the page, the CSV and the JSON
 through Flask's test client (rendering included, network excluded) and prints medians, cold (the app's
-report cache emptied before each request) and cached (the same filters again, data unchanged).
+report cache emptied before each request) and cached (the same filters again, data unchanged); and
+/report cold once more with every chart drawn in the web process (REPORT_CHART_PROCESS off).
 
   python bench/bench_report.py [--detections 100000] [--runs 5] [--keep DIR]
 """
@@ -125,6 +126,9 @@ def main() -> None:
 
     app = create_app({"TESTING": True, "PREDICTOR": NoModel(), "INSTANCE_PATH": inst})
     client = app.test_client()
+    from closetai.web.report import chart_process
+
+    chart_process()._ready.result(timeout=60)  # the chart process a real server starts with it is up
     client.get("/report")  # warm-up: imports, matplotlib font cache, SQLite page cache
     print(f"cpu load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work slows every figure)")
     for url in ["/report", "/report?source=Milan+street+2026-10&min_score=0.8&period=week", "/report.csv",
@@ -133,6 +137,10 @@ def main() -> None:
         warm, _ = timed(client, url, a.runs, cold=False)
         print(f"{url:66s} median cold {cold * 1000:6.0f} ms, cached {warm * 1000:5.0f} ms  "
               f"({size / 1e3:.0f} kB, {a.runs} runs)")
+    app.config["REPORT_CHART_PROCESS"] = False
+    cold, _ = timed(client, "/report", a.runs, cold=True)
+    print(f"{'/report, every chart drawn in the web process (REPORT_CHART_PROCESS off)':66s} median cold "
+          f"{cold * 1000:6.0f} ms")
     items = app.extensions["closetai.store"]
     t0 = time.perf_counter()
     df = items.report_items()

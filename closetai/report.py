@@ -25,6 +25,9 @@ from closetai.colour import palette_hex
 
 # Text stays text in the SVGs: glyphs as paths made a 15x25 heatmap ~1 MB and unselectable.
 matplotlib.rcParams["svg.fonttype"] = "none"
+# Fixed ids inside the SVGs (random per figure otherwise): the same report draws the same bytes, in
+# this process or in the web app's chart process.
+matplotlib.rcParams["svg.hashsalt"] = "closetai"
 
 ITEM_COLUMNS = ["analysis_id", "kind", "source", "captured_at", "label", "score", "colour_name", "colour_hex"]
 FREQ_NAMES = {"D": "day", "W": "week", "M": "month"}
@@ -402,6 +405,20 @@ def render_chart(report: Report, name: str, fmt: str = "svg") -> bytes:
     if chart_table(report, name).empty:
         return _placeholder(name, fmt)
     return CHARTS[name][0](report, fmt)
+
+
+def warm_up() -> None:
+    """Draw one small chart: loads the fonts and the SVG backend, which cost the first real chart ~0.3 s
+    (a process that will draw charts runs it at start)."""
+    fig = _figure(2, 1)
+    fig.add_subplot().set_title("warm-up")
+    _render(fig, "svg")
+
+
+def render_charts(report: Report, names: Iterable[str], fmt: str = "svg") -> dict[str, bytes]:
+    """Several charts of one report: {name: bytes} (closetai.web.report sends half of a page's here, in
+    a second process)."""
+    return {name: render_chart(report, name, fmt) for name in names}
 
 
 def _listing(names: Iterable[str], values: Iterable[str], limit: int = 5) -> str:

@@ -314,3 +314,49 @@ def test_cached_report_follows_new_and_deleted_analyses(make_client):
     s.delete_analysis(new_id)
     data = client.get("/report.json").get_json()
     assert data["garments"] == 1 and data["analyses"] == 1
+
+
+def test_a_second_process_draws_part_of_a_cold_page_and_a_dead_one_is_replaced(make_client, monkeypatch):
+    """The chart process (REPORT_CHART_PROCESS, on by default) draws the offloaded charts, byte for byte
+    what this process would; killed, the next page is drawn here in full and a fresh process starts."""
+    import os
+    import signal
+    import time
+
+    import closetai.web.report as web_report
+    from closetai.report import CHARTS, render_chart
+
+    app, client = make_client()
+    store = app.extensions["closetai.store"]
+    seed_many(store)
+    proc = web_report.chart_process()
+    proc.start()
+    proc._ready.result(timeout=60)
+    drawn_here = []
+    monkeypatch.setattr(web_report, "render_chart",
+                        lambda report, name, fmt="svg": drawn_here.append(name) or render_chart(report, name, fmt))
+    assert parse_page(client.get("/report").get_data(as_text=True)).svgs == 5
+    assert sorted(drawn_here) == sorted(set(CHARTS) - set(web_report.OFFLOADED_CHARTS))
+    report = load_report(store)
+    for name in web_report.OFFLOADED_CHARTS:  # served from the cache the page filled
+        assert client.get(f"/report/charts/{name}.svg").data == render_chart(report, name, "svg"), name
+
+    pid = next(iter(proc._pool._processes))
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    app.extensions.pop("closetai.report_cache")
+    drawn_here.clear()
+    assert parse_page(client.get("/report").get_data(as_text=True)).svgs == 5
+    assert sorted(drawn_here) == sorted(CHARTS)
+    proc._ready.result(timeout=60)
+    assert pid not in proc._pool._processes
+    app.extensions.pop("closetai.report_cache")
+    drawn_here.clear()
+    assert parse_page(client.get("/report").get_data(as_text=True)).svgs == 5
+    assert len(drawn_here) == len(CHARTS) - len(web_report.OFFLOADED_CHARTS)  # the fresh one is used
