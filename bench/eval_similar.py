@@ -35,7 +35,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from closetai.embed import colour_histogram  # noqa: E402
+from closetai.embed import colour_histogram, l2_normalise  # noqa: E402
 
 
 # -- metrics -------------------------------------------------------------------------------------------
@@ -128,10 +128,23 @@ def box_of(mask: np.ndarray) -> list[float]:
 
 
 # -- embedders: (rgb, [masks]) -> (N, D) unit rows -----------------------------------------------------------
-def fpn_embedder(predictor):
-    def embed(rgb: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
-        return predictor.embed_regions(rgb, np.array([box_of(m) for m in masks]), np.stack(masks))
-    return embed
+def fpn_embedders(predictor) -> dict:
+    """{"fpn": the app's vectors, "class": the detector's class probabilities alone}, from one backbone
+    pass per photo version ("class" reuses the parts "fpn" computed for the same call; evaluate_* call
+    the embedders in order on the same arrays)."""
+    last: dict = {}
+
+    def full(rgb: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
+        parts = predictor.embed_regions(rgb, np.array([box_of(m) for m in masks]), np.stack(masks), parts=True)
+        last["call"] = (rgb, parts)
+        return predictor.vectors_from_parts(*parts)
+
+    def class_only(rgb: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
+        seen, parts = last["call"]
+        assert seen is rgb, "the class embedder runs right after the fpn one, on the same photo"
+        return l2_normalise(parts[1])
+
+    return {"fpn": full, "class": class_only}
 
 
 def colour_embedder(rgb: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
@@ -239,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     predictor = Predictor(a.model, device=a.device)
-    embedders = {"fpn": fpn_embedder(predictor), "colour": colour_embedder}
+    embedders = {**fpn_embedders(predictor), "colour": colour_embedder}
     started = time.perf_counter()
     report: dict = {"model": predictor.embedding_model}
     val_files = predictor.meta.get("trained", {}).get("val_files")
@@ -248,10 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         c = report["ccp"]
         print(f"CCP validation split: {c['photos']} photos, {c['garments']} garments, {c['versions']} versions "
               f"(each garment + {a.copies} augmented copies), seed {a.seed}")
-        print(f"{'embedding':<26}{'instance mAP@10':>17}{'same-class P@10':>17}")
-        for name, title in (("fpn", f"{predictor.embedding_model}"), ("colour", "colour histogram (HSV)")):
+        print(f"{'embedding':<34}{'instance mAP@10':>17}{'same-class P@10':>17}")
+        for name, title in (("fpn", f"{predictor.embedding_model}"), ("colour", "colour histogram (HSV)"),
+                            ("class", "class probabilities only")):
             r = c[name]
-            print(f"{title:<26}{r['instance_mAP@10']:>17.3f}{r['same_class_P@10']:>17.3f}")
+            print(f"{title:<34}{r['instance_mAP@10']:>17.3f}{r['same_class_P@10']:>17.3f}")
         print(f"(same-class P@10 over {c['fpn']['class_queries']} queries whose class has >= 10 other garments)")
     else:
         print(f"CCP: skipped ({a.ccp} absent or the model records no validation split)")
@@ -259,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         report["df2"] = evaluate_df2(embedders, Path(a.df2), a.df2_limit)
         d = report["df2"]
         print(f"DeepFashion2 consumer-to-shop: {d['fpn'].get('queries', 0)} consumer queries, {d['shop_items']} shop items")
-        for name in ("fpn", "colour"):
+        for name in ("fpn", "colour", "class"):
             r = d[name]
             print(f"  {name:<8}" + "  ".join(f"top-{k} {r.get(f'top{k}', float('nan')):.3f}" for k in (1, 5, 10, 20)))
     print(f"({time.perf_counter() - started:.0f} s on {predictor.device})")

@@ -22,11 +22,18 @@ subset, 2 augmented copies each; instance mAP@10 / same-class P@10): FPN level 0
 A second round on 97 CCP training photos (every 8th labelled photo outside the validation split, seed 1)
 chose 3 bands over 2 (0.770 / 0.848 vs 0.743 / 0.849, same weights); the README's figures are the
 validation split's 85 photos with seed 0, which no choice here was made on (apart from the 25 above).
+
+When the model ships a whitening file (models/<model>.embed.npz, `scripts/fit_embedding.py`), the
+appearance part is whitened and cut to 128 numbers first (Whitening, below; vectors "fpn-maskpool-v3w",
+271 numbers), and the class weight is the one that script chose on training photos.
 """
 
 from __future__ import annotations
 
+import json
 import threading
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -160,9 +167,87 @@ def class_probabilities(model: torch.nn.Module, features: dict[str, torch.Tensor
     return F.normalize(F.softmax(logits.float(), dim=1)[:, 1:], dim=1)
 
 
-def combine(appearance: np.ndarray, classes: np.ndarray, colours: np.ndarray) -> np.ndarray:
+def combine(appearance: np.ndarray, classes: np.ndarray, colours: np.ndarray, class_weight: float = CLASS_WEIGHT,
+            colour_weight: float = COLOUR_WEIGHT) -> np.ndarray:
     """The three unit-length parts -> the stored (N, D) unit vectors."""
-    return l2_normalise(np.hstack([appearance, CLASS_WEIGHT * classes, COLOUR_WEIGHT * colours]))
+    return l2_normalise(np.hstack([appearance, class_weight * classes, colour_weight * colours]))
+
+
+# ---- learned whitening of the appearance part ------------------------------------------------------------
+# Why: the mask-pooled FPN channels are correlated and most of their variance is not what tells one
+# garment from another. A linear map learned from matching pairs (Radenović et al., "Fine-tuning CNN
+# image retrieval with no human annotation", 2018: whiten the within-pair covariance, then PCA) fixes
+# that without a second network: a (128 x 384) matrix in a ~200 kB file next to the model. The pairs
+# are augmented copies (crop, flip, rescale, colour jitter, JPEG) of garments of CCP *training* photos
+# (scripts/fit_embedding.py), plus a little of the same-class scatter (ALPHA). The evaluation's copies
+# come from the same augmentation family on the validation photos, so its instance figure is the
+# optimistic end of what a real second photo of a garment gets.
+WHITENED_NAME = "fpn-maskpool-v3w"
+WHITEN_DIM = 128
+WHITEN_SHRINK = 0.1  # towards a multiple of the identity: 2-3k pairs for a 384 x 384 covariance
+WHITEN_ALPHA = 0.3  # weight of the within-class scatter next to the within-pair one
+
+
+@dataclass
+class Whitening:
+    mean: np.ndarray  # (D,)
+    projection: np.ndarray  # (d, D)
+    class_weight: float
+    colour_weight: float
+    model_sha256: str  # the model file whose features it was fitted on
+    info: dict
+
+    def apply(self, appearance: np.ndarray) -> np.ndarray:
+        return l2_normalise((np.asarray(appearance, np.float32) - self.mean) @ self.projection.T)
+
+    def save(self, path) -> None:
+        np.savez(path, mean=self.mean.astype(np.float32), projection=self.projection.astype(np.float32),
+                 meta=np.array(json.dumps({"class_weight": self.class_weight, "colour_weight": self.colour_weight,
+                                            "model_sha256": self.model_sha256, "info": self.info})))
+
+    @classmethod
+    def load(cls, path) -> Whitening:
+        with np.load(path) as z:
+            meta = json.loads(str(z["meta"]))
+            return cls(z["mean"].astype(np.float32), z["projection"].astype(np.float32), float(meta["class_weight"]),
+                       float(meta["colour_weight"]), meta["model_sha256"], meta.get("info", {}))
+
+
+def fit_whitening(appearance: np.ndarray, instance_keys: list, labels: list, dim: int = WHITEN_DIM,
+                  shrink: float = WHITEN_SHRINK, alpha: float = WHITEN_ALPHA) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, projection) from appearance parts (N, D) of several views per garment (instance_keys) with
+    their classes: whiten the within-pair (+ alpha x within-class) covariance, then rotate to the principal
+    axes of what remains and keep `dim` of them."""
+    x = np.asarray(appearance, np.float64)
+    mean = x.mean(axis=0)
+    groups: dict = {}
+    for i, key in enumerate(instance_keys):
+        groups.setdefault(key, []).append(i)
+    pairs = np.array([(a, b) for idx in groups.values() for j, a in enumerate(idx) for b in idx[j + 1:]])
+    if not len(pairs):
+        raise ValueError("whitening needs garments with at least two views each")
+    diff = x[pairs[:, 0]] - x[pairs[:, 1]]
+    within = diff.T @ diff / len(diff)
+    if alpha:
+        labels_arr = np.asarray(labels)
+        scatter = np.zeros_like(within)
+        for label in set(labels_arr.tolist()):
+            xc = x[labels_arr == label] - x[labels_arr == label].mean(axis=0)
+            scatter += xc.T @ xc
+        within = within / np.trace(within) + alpha * scatter / max(np.trace(scatter), 1e-12)
+    within = (1 - shrink) * within + shrink * np.trace(within) / len(within) * np.eye(len(within))
+    values, vectors = np.linalg.eigh(within)
+    whiten = vectors @ np.diag(values ** -0.5) @ vectors.T
+    xw = (x - mean) @ whiten.T
+    values2, vectors2 = np.linalg.eigh(xw.T @ xw / len(xw))
+    rotate = vectors2[:, np.argsort(-values2)[:dim]]
+    return mean.astype(np.float32), (rotate.T @ whiten).astype(np.float32)
+
+
+def whitening_path(model_path) -> Path:
+    """models/closetai-ccp15.pt -> models/closetai-ccp15.embed.npz"""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.stem + ".embed.npz")
 
 
 def to_blob(vector: np.ndarray) -> bytes:

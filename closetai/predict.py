@@ -3,6 +3,7 @@ postprocess each timed, as in ultralytics' predictor)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -16,22 +17,50 @@ from closetai.detections import Detections
 from closetai.embed import (
     EMBEDDING_NAME,
     HSV_BINS,
+    WHITENED_NAME,
     FeatureTap,
+    Whitening,
     class_probabilities,
     colour_histogram,
     combine,
     hsv_bins,
     mask_weights,
     pool_garments,
+    whitening_path,
 )
 from closetai.model import load_model
 from closetai.train import pick_device
 
+log = logging.getLogger(__name__)
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "closetai-ccp15.pt"
 
 
 def default_model_path() -> Path:
     return Path(os.environ.get("CLOSETAI_MODEL", DEFAULT_MODEL))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_whitening(model_path: Path) -> Whitening | None:
+    """The appearance whitening fitted for this model file (closetai.embed), or None: none shipped, or
+    fitted on another model's features (then the unwhitened v2 vectors, with a warning)."""
+    path = whitening_path(model_path)
+    if not path.is_file():
+        return None
+    whitening = Whitening.load(path)
+    if whitening.model_sha256 != file_sha256(model_path):
+        log.warning("%s was fitted on another model file: embeddings stay unwhitened "
+                    "(refit with scripts/fit_embedding.py)", path.name)
+        return None
+    return whitening
 
 
 def suppress_cross_class(masks: torch.Tensor, labels: torch.Tensor, max_iou: float) -> torch.Tensor:
@@ -121,6 +150,7 @@ class Predictor:
         self.amp = False
         # Appearance embeddings (closetai.embed) from the FPN features this forward pass computes anyway.
         self.embed = embed
+        self.whitening = load_whitening(self.model_path)
         self._tap = FeatureTap(self.model)
         self._call_thresh = per_call_score_threshold(self.model.roi_heads)
 
@@ -133,7 +163,8 @@ class Predictor:
     @property
     def embedding_model(self) -> str:
         """Names the vectors this predictor makes: stored with them, so stale ones can be found."""
-        return f"{self.meta.get('name', self.model_path.stem)}/{EMBEDDING_NAME}"
+        name = WHITENED_NAME if self.whitening is not None else EMBEDDING_NAME
+        return f"{self.meta.get('name', self.model_path.stem)}/{name}"
 
     def _to_tensor(self, rgb: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(rgb)).to(self.device).permute(2, 0, 1).float().div_(255)
@@ -191,22 +222,38 @@ class Predictor:
 
     def _embed(self, rgb: np.ndarray, features: dict[str, torch.Tensor], index: int, boxes: torch.Tensor,
                weights: torch.Tensor | None, masks: np.ndarray, sizes: list, padded: tuple[int, int]) -> np.ndarray:
-        """closetai.embed's three parts for the garments (boxes, masks) of image `index` of the batch."""
+        """The stored vectors of the garments (boxes, masks) of image `index` of the batch."""
+        return self.vectors_from_parts(*self._embed_parts(rgb, features, index, boxes, weights, masks, sizes, padded))
+
+    def vectors_from_parts(self, appearance: np.ndarray, classes: np.ndarray, colours: np.ndarray) -> np.ndarray:
+        """embed_regions(..., parts=True)'s three parts -> the stored vectors (whitened when shipped)."""
+        if self.whitening is None:
+            return combine(appearance, classes, colours)
+        w = self.whitening
+        return combine(w.apply(appearance), classes, colours, w.class_weight, w.colour_weight)
+
+    def _embed_parts(self, rgb: np.ndarray, features: dict[str, torch.Tensor], index: int, boxes: torch.Tensor,
+                     weights: torch.Tensor | None, masks: np.ndarray, sizes: list,
+                     padded: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """closetai.embed's three unit-length parts (appearance before whitening, class, colour)."""
         h, w = rgb.shape[:2]
         scale = (sizes[index][0] / h, sizes[index][1] / w)
         appearance = pool_garments(features, index, boxes, weights, scale, padded).cpu().numpy()
+        n_colours = int(np.prod(HSV_BINS))
         if not len(boxes):
-            return np.zeros((0, appearance.shape[1] + len(self.class_names) + int(np.prod(HSV_BINS))), np.float32)
+            return appearance, np.zeros((0, len(self.class_names)), np.float32), np.zeros((0, n_colours), np.float32)
         classes = class_probabilities(self.model, features, index, boxes, scale, sizes).cpu().numpy()
         cells = hsv_bins(rgb)
         colours = np.stack([colour_histogram(None, m, cells) for m in masks])
-        return combine(appearance, classes, colours)
+        return appearance, classes, colours
 
     @torch.inference_mode()
-    def embed_regions(self, rgb: np.ndarray, boxes: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+    def embed_regions(self, rgb: np.ndarray, boxes: np.ndarray, masks: np.ndarray | None = None,
+                      parts: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Embeddings of given regions of a photo (search by box; the evaluation's ground-truth masks):
         the backbone only, no detection. boxes (N, 4) xyxy pixels; masks (N, H, W) bool or None (whole
-        box). -> (N, D) float32 unit rows, the same vectors predict_batch attaches to its detections."""
+        box). -> (N, D) float32 unit rows, the same vectors predict_batch attaches to its detections;
+        parts=True: the three parts instead (scripts/fit_embedding.py fits the whitening on them)."""
         image = self._to_tensor(rgb)
         image_list, _ = self.model.transform([image])
         features = self.model.backbone(image_list.tensors)
@@ -219,8 +266,9 @@ class Predictor:
                 m[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = True
         masks = np.asarray(masks, dtype=bool)
         weights = mask_weights(torch.as_tensor(masks, device=self.device), box_t) if len(box_t) else None
-        return self._embed(rgb, features, 0, box_t, weights, masks, list(image_list.image_sizes),
-                           tuple(image_list.tensors.shape[-2:]))
+        args = (rgb, features, 0, box_t, weights, masks, list(image_list.image_sizes),
+                tuple(image_list.tensors.shape[-2:]))
+        return self._embed_parts(*args) if parts else self._embed(*args)
 
     def __call__(self, rgb: np.ndarray, min_score: float | None = None) -> Detections:
         return self.predict_batch([rgb], min_score)[0]

@@ -67,6 +67,69 @@ def test_embeddings_are_unit_vectors_one_per_detection(tiny_model):
     assert dets[[0]].embeddings.shape[0] == min(1, len(dets)) if len(dets) else True
 
 
+def test_whitening_learns_to_ignore_what_differs_between_views_of_one_garment():
+    """Synthetic appearance parts: 40 garments x 3 views. A strong nuisance (what an augmented copy
+    changes) swamps the garment's identity in raw cosine; the fitted whitening ranks views of the same
+    garment first, on garments it was not fitted on."""
+    from closetai.embed import fit_whitening, l2_normalise
+
+    rng = np.random.default_rng(0)
+
+    def views(n_garments: int, first: int):
+        identity = rng.normal(size=(n_garments, 48)) * 0.3
+        nuisance_axes = np.eye(48)[:4] * 3.0  # the same 4 directions for every garment
+        x, keys = [], []
+        for g in range(n_garments):
+            for _ in range(3):
+                x.append(identity[g] + rng.normal(size=4) @ nuisance_axes + rng.normal(size=48) * 0.05)
+                keys.append(first + g)
+        return l2_normalise(np.array(x)), keys
+
+    fit_x, fit_keys = views(40, 0)
+    test_x, test_keys = views(40, 100)
+    mean, projection = fit_whitening(fit_x, fit_keys, [k % 2 for k in fit_keys], dim=24, alpha=0.0)
+    assert projection.shape == (24, 48) and mean.shape == (48,)
+    raw = eval_similar.map_at_k(test_x, test_keys)
+    white = eval_similar.map_at_k(l2_normalise((test_x - mean) @ projection.T), test_keys)
+    assert raw < 0.6 and white > 0.9, (raw, white)
+    with pytest.raises(ValueError, match="two views"):
+        fit_whitening(fit_x[:3], [1, 2, 3], [0, 0, 0])
+
+
+def test_a_whitening_file_is_used_only_with_the_model_it_was_fitted_on(tiny_model, tmp_path):
+    import shutil
+
+    from closetai.embed import WHITENED_NAME, Whitening, whitening_path
+    from closetai.predict import Predictor, file_sha256
+
+    model = tmp_path / "tiny.pt"
+    shutil.copy(tiny_model, model)
+    plain = Predictor(model, device="cpu", min_score=0.0)
+    rgb = np.random.default_rng(0).integers(0, 255, (150, 110, 3), np.uint8)
+    boxes = np.array([[10, 10, 60, 90], [0, 0, 110, 150]], dtype=np.float32)
+    appearance, classes, colours = plain.embed_regions(rgb, boxes, parts=True)
+    rng = np.random.default_rng(1)
+    w = Whitening(rng.normal(size=appearance.shape[1]).astype(np.float32),
+                  rng.normal(size=(8, appearance.shape[1])).astype(np.float32), 1.4, 0.4, file_sha256(model), {"x": 1})
+    w.save(whitening_path(model))
+    assert whitening_path(model).name == "tiny.embed.npz"
+    white = Predictor(model, device="cpu", min_score=0.0)
+    assert white.embedding_model == f"tiny/{WHITENED_NAME}" and white.whitening.info == {"x": 1}
+    v = white.embed_regions(rgb, boxes)
+    assert v.shape == (2, 8 + classes.shape[1] + colours.shape[1])
+    assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    expected = np.hstack([w.apply(appearance), 1.4 * classes, 0.4 * colours])
+    assert np.allclose(v, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-5)
+    dets = white(rgb)
+    if len(dets):
+        assert dets.embeddings.shape[1] == v.shape[1]
+    # fitted on another model file: ignored, the plain vectors and their name
+    Whitening(w.mean, w.projection, 1.4, 0.4, "0" * 64, {}).save(whitening_path(model))
+    other = Predictor(model, device="cpu", min_score=0.0)
+    assert other.whitening is None and other.embedding_model == f"tiny/{EMBEDDING_NAME}"
+    assert np.allclose(other.embed_regions(rgb, boxes), plain.embed_regions(rgb, boxes), atol=1e-6)
+
+
 def test_detections_validate_and_slice_embeddings():
     d = Detections([[0, 0, 1, 1], [1, 1, 2, 2]], [0.9, 0.8], [1, 1], ("top",), embeddings=np.eye(2))
     assert d[np.array([False, True])].embeddings.tolist() == [[0.0, 1.0]]
