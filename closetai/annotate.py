@@ -17,6 +17,15 @@ def class_colour(class_id: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
+def _extent(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """[y1, y2, x1, x2) of a mask's pixels, None when it is empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not len(rows):
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
 def annotate(scene: np.ndarray, detections: Detections, masks: bool = True, boxes: bool = True,
              labels: bool = True, opacity: float = 0.45) -> np.ndarray:
     """scene: RGB uint8 HxWx3. Returns a copy with the detections drawn."""
@@ -25,13 +34,27 @@ def annotate(scene: np.ndarray, detections: Detections, masks: bool = True, boxe
     thickness = max(1, round(min(h, w) / 300))
     font_scale = max(0.4, min(h, w) / 1000)
     if masks and detections.masks is not None and len(detections):
-        overlay = out.copy()
-        for m, cid in zip(detections.masks, detections.class_ids, strict=True):
-            overlay[m] = class_colour(int(cid))
-        out = cv2.addWeighted(overlay, opacity, out, 1 - opacity, 0)
-        for m, cid in zip(detections.masks, detections.class_ids, strict=True):
-            contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-            cv2.drawContours(out, contours, -1, class_colour(int(cid)), thickness)
+        # Work inside each mask's extent only (a garment covers a few % of a 720p frame): the same pixels
+        # as blending full-frame copies, ~Nx less memory traffic per frame of video.
+        extents = [_extent(m) for m in detections.masks]
+        drawn = [(m, cid, e) for m, cid, e in zip(detections.masks, detections.class_ids, extents, strict=True)
+                 if e is not None]
+        if drawn:
+            y1 = min(e[0] for _m, _c, e in drawn)
+            y2 = max(e[1] for _m, _c, e in drawn)
+            x1 = min(e[2] for _m, _c, e in drawn)
+            x2 = max(e[3] for _m, _c, e in drawn)
+            region = out[y1:y2, x1:x2]
+            overlay = region.copy()
+            for m, cid, (a1, a2, b1, b2) in drawn:  # later masks paint over earlier ones, as before
+                overlay[a1 - y1:a2 - y1, b1 - x1:b2 - x1][m[a1:a2, b1:b2]] = class_colour(int(cid))
+            out[y1:y2, x1:x2] = cv2.addWeighted(overlay, opacity, region, 1 - opacity, 0)
+            for m, cid, (a1, a2, b1, b2) in drawn:
+                # one pixel of margin: a mask only touches the crop's edge where it touches the frame's
+                a1, b1, a2, b2 = max(a1 - 1, 0), max(b1 - 1, 0), min(a2 + 1, h), min(b2 + 1, w)
+                contours, _ = cv2.findContours(m[a1:a2, b1:b2].astype(np.uint8), cv2.RETR_EXTERNAL,
+                                               cv2.CHAIN_APPROX_SIMPLE, offset=(b1, a1))
+                cv2.drawContours(out, contours, -1, class_colour(int(cid)), thickness)
     for i in range(len(detections)):
         colour = class_colour(int(detections.class_ids[i]))
         x1, y1, x2, y2 = (int(round(v)) for v in detections.xyxy[i])
