@@ -20,6 +20,7 @@ import click
 import numpy as np
 from flask import Flask
 
+from closetai import one_malloc_arena
 from closetai.jobs import (
     DEFAULT_VIDEO_MIN_SIZE,
     JobContext,
@@ -99,6 +100,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app. test_config may set PREDICTOR (an already loaded Predictor, so tests load the model
     once), INSTANCE_PATH, DATABASE_URL, MAX_UPLOAD_MB, MAX_PIXELS, MIN_SCORE, ..."""
     test_config = dict(test_config or {})
+    one_malloc_arena()  # before any worker thread exists (closetai.one_malloc_arena says why)
     instance_path = test_config.pop("INSTANCE_PATH", None) or os.environ.get("CLOSETAI_INSTANCE") or None
     app = Flask(__name__, instance_relative_config=True, instance_path=instance_path and str(Path(instance_path).resolve()))
     app.config.from_mapping(

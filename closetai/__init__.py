@@ -13,3 +13,24 @@ class ClosetAIError(Exception):
     """
 
     status = 400
+
+
+def one_malloc_arena() -> bool:
+    """Make glibc malloc keep one arena for all threads (as MALLOC_ARENA_MAX=1 does), unless the
+    environment already chose. Why: the web app infers in worker threads, and with a heap per thread
+    the model's large per-frame buffers went back to the system and came back as fresh pages each time;
+    the same clip's inference took ~25 % longer in a worker thread than in the main thread, ~10-15 %
+    longer with one arena (bench/bench_web_video.py; README, "Speed"). Call it before the worker threads
+    start: it changes only the arenas made afterwards. -> whether it was applied."""
+    import ctypes
+    import ctypes.util
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-8, 1))  # M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
