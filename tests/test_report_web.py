@@ -360,3 +360,37 @@ def test_a_second_process_draws_part_of_a_cold_page_and_a_dead_one_is_replaced(m
     drawn_here.clear()
     assert parse_page(client.get("/report").get_data(as_text=True)).svgs == 5
     assert len(drawn_here) == len(CHARTS) - len(web_report.OFFLOADED_CHARTS)  # the fresh one is used
+
+
+def test_a_script_that_builds_the_app_at_import_time_is_not_rerun_in_the_chart_process(tmp_path):
+    """multiprocessing's spawn re-runs the parent's main script in the child; the chart process must not
+    (a second app, model and server in it). The script below has no __main__ guard on purpose."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    marker = tmp_path / "imports.txt"
+    script = tmp_path / "unguarded.py"
+    script.write_text(f"""
+import json, os, sys
+sys.path.insert(0, {str(REPO)!r})
+with open({str(marker)!r}, "a") as f:
+    f.write(f"{{os.getpid()}}\\n")
+from app import create_app
+import closetai.web.report as web_report
+from closetai.report import render_chart
+from tests.test_report_web import NoModel, seed_many
+app = create_app({{"TESTING": True, "PREDICTOR": NoModel(), "INSTANCE_PATH": {str(tmp_path / "instance")!r}}})
+seed_many(app.extensions["closetai.store"])
+web_report.chart_process()._ready.result(timeout=60)
+here = []
+web_report.render_chart = lambda report, name, fmt="svg": here.append(name) or render_chart(report, name, fmt)
+html = app.test_client().get("/report").get_data(as_text=True)
+print(json.dumps({{"svgs": html.count("<svg "), "here": sorted(here)}}))
+""")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["svgs"] == 5 and result["here"] == ["over_time", "popular", "top_colours"]
+    assert len(marker.read_text().split()) == 1  # only the parent ran the script

@@ -11,9 +11,11 @@ import json
 import logging
 import multiprocessing
 import re
+import sys
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
@@ -120,7 +122,8 @@ class ChartProcess:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=warm_up)
-                self._ready = self._pool.submit(int)  # spawns it now, in the background
+                with _main_hidden():
+                    self._ready = self._pool.submit(int)  # spawns it now; it warms up in the background
 
     def submit(self, report: Report, names: list[str], fmt: str) -> tuple[Future, ProcessPoolExecutor] | None:
         """(the charts as a future, the pool that runs them), or None when the process cannot take them
@@ -153,6 +156,25 @@ class ChartProcess:
             pool, self._pool, self._ready = self._pool, None, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def _main_hidden():
+    """While the chart process is spawned: multiprocessing's spawn re-runs the parent's main script (or
+    -m module) in the child so that objects defined there unpickle; everything the child needs lives in
+    closetai. A script that calls create_app() at import time, with no `if __name__ == "__main__"`,
+    would otherwise build a second app (and model, and server) inside the chart process."""
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    try:
+        if "__spec__" in saved:
+            main.__spec__ = None
+        if "__file__" in saved:
+            del main.__file__
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
 
 
 _CHART_PROCESS = ChartProcess()
