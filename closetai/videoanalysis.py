@@ -218,6 +218,9 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
     cfg.high_score = predictor.min_score
     cfg.low_score = min(low_score, predictor.min_score)
     trk = GarmentTracker(cfg)
+    # A track starts at a detection of at least this score and its best view only ever rises from there,
+    # so detections below it never need an embedding (the second-round low ones are most of a frame's).
+    embed_from = cfg.high_score if cfg.new_track_score is None else min(cfg.high_score, cfg.new_track_score)
     class_names = tuple(predictor.class_names)
     raw_frames: list[FrameResult] = []
     stats: dict[int, _TrackStats] = {}
@@ -228,7 +231,7 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
         nonlocal done
         t0 = time.perf_counter()
         results = predictor.predict_batch([f.rgb for f in batch], min_score=cfg.low_score,
-                                          embed_min_score=cfg.high_score)
+                                          embed_min_score=embed_from)
         timings["inference"] += time.perf_counter() - t0
         for frame, dets in zip(batch, results, strict=True):
             t0 = time.perf_counter()

@@ -226,6 +226,29 @@ def test_all_frames_annotated_output_holds_every_frame(tmp_path):
     assert probe_video(out).fps == pytest.approx(10)
 
 
+def test_only_detections_that_can_start_a_track_are_embedded(tmp_path):
+    """The engine asks the predictor to embed from the lowest score a track can start at: the tracker's
+    high threshold, or its new-track score when that is set lower."""
+    from closetai.track import TrackerConfig
+
+    class Recording(RedPredictor):
+        def __init__(self):
+            super().__init__()
+            self.asked = []
+
+        def predict_batch(self, frames, min_score=None, **kwargs):
+            self.asked.append((min_score, kwargs.get("embed_min_score")))
+            return super().predict_batch(frames, min_score)
+
+    clip = write_clip(tmp_path / "pan.mp4", panned_frames(10), fps=10)
+    p = Recording()
+    analyse_video(p, clip, fps=5)
+    assert set(p.asked) == {(0.1, 0.5)}
+    p = Recording()
+    analyse_video(p, clip, fps=5, tracker=TrackerConfig(new_track_score=0.3))
+    assert set(p.asked) == {(0.1, 0.3)}
+
+
 def test_flicker_shorter_than_min_hits_is_dropped(tmp_path):
     frames = list(panned_frames(10))
     for i in (4,):  # a one-frame red blob elsewhere: a false detection that must not count
