@@ -394,3 +394,26 @@ print(json.dumps({{"svgs": html.count("<svg "), "here": sorted(here)}}))
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["svgs"] == 5 and result["here"] == ["over_time", "popular", "top_colours"]
     assert len(marker.read_text().split()) == 1  # only the parent ran the script
+
+
+def _failing_warm_up():
+    raise RuntimeError("simulated: the chart process cannot start")
+
+
+def test_a_chart_process_that_cannot_start_is_given_up_after_a_few_tries(make_client, monkeypatch):
+    import closetai.web.report as web_report
+
+    proc = web_report.ChartProcess()
+    monkeypatch.setattr(web_report, "_CHART_PROCESS", proc)
+    monkeypatch.setattr(web_report, "warm_up", _failing_warm_up)  # the child imports it from this module
+    app, client = make_client()
+    seed_many(app.extensions["closetai.store"])
+    for _ in range(web_report.CHART_PROCESS_MAX_RESTARTS + 3):
+        if proc._ready is not None:
+            with pytest.raises(Exception):  # noqa: B017  (BrokenProcessPool: its initializer raised)
+                proc._ready.result(timeout=60)
+        app.extensions.pop("closetai.report_cache", None)
+        assert parse_page(client.get("/report").get_data(as_text=True)).svgs == 5  # drawn here instead
+    assert proc._pool is None and proc._restarts == web_report.CHART_PROCESS_MAX_RESTARTS + 1
+    proc.start()
+    assert proc._pool is None  # and not started again

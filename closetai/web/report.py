@@ -101,6 +101,7 @@ def _report(filters: ReportFilters) -> Report:
 # (bench/bench_report.py); the other three are drawn here meanwhile.
 OFFLOADED_CHARTS = ("colours", "pairs")
 CHART_PROCESS_TIMEOUT_S = 30.0
+CHART_PROCESS_MAX_RESTARTS = 3  # in a row, without a chart drawn in between: then stop trying
 
 
 class ChartProcess:
@@ -116,10 +117,11 @@ class ChartProcess:
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
         self._ready: Future | None = None
+        self._restarts = 0  # in a row; a process that cannot start at all must not be respawned forever
 
     def start(self) -> None:
         with self._lock:
-            if self._pool is None:
+            if self._pool is None and self._restarts <= CHART_PROCESS_MAX_RESTARTS:
                 self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=warm_up)
                 with _main_hidden():
@@ -140,12 +142,21 @@ class ChartProcess:
             self.restart(pool)
             return None
 
+    def drew(self) -> None:
+        """A chart came back: the process works, so later failures start a fresh count."""
+        self._restarts = 0
+
     def restart(self, pool: ProcessPoolExecutor | None) -> None:
-        """Drop a failed or stuck process (killed, not waited for) and start a fresh one in the background."""
+        """Drop a failed or stuck process (killed, not waited for) and start a fresh one in the background,
+        unless CHART_PROCESS_MAX_RESTARTS in a row have failed: then every chart is drawn here."""
         with self._lock:
             if pool is None or self._pool is not pool:
                 return
             self._pool = self._ready = None
+            self._restarts += 1
+            if self._restarts > CHART_PROCESS_MAX_RESTARTS:
+                log.warning("the chart process failed %d times in a row; drawing every chart in the web "
+                            "process from now on", self._restarts)
         for process in list(getattr(pool, "_processes", {}).values()):  # no public API to kill a stuck one
             process.kill()
         pool.shutdown(wait=False, cancel_futures=True)
@@ -200,6 +211,7 @@ def _charts(entry: dict, names: list[str], fmt: str) -> dict[str, bytes]:
         future, pool = submitted
         try:
             drawn = future.result(timeout=CHART_PROCESS_TIMEOUT_S)
+            chart_process().drew()
         except Exception as exc:  # died, stuck, or raised: draw them here (a real chart bug raises again)
             log.warning("chart process failed (%s: %s); drawing %s here", type(exc).__name__, exc, ", ".join(away))
             chart_process().restart(pool)
