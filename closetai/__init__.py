@@ -15,6 +15,17 @@ class ClosetAIError(Exception):
     status = 400
 
 
+def sha256_file(path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (uploads' content hash; the model a whitening was fitted on)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def one_malloc_arena() -> bool:
     """Make glibc malloc keep one arena for all threads (as MALLOC_ARENA_MAX=1 does), unless the
     environment already chose. Why: the web app infers in worker threads, and with a heap per thread

@@ -335,7 +335,7 @@ def _ingest_videos(a: argparse.Namespace, store, videos: list[Path], load_predic
 
 
 def _sha256(path: Path) -> str:
-    from closetai.jobs import sha256_file
+    from closetai import sha256_file
 
     return sha256_file(path)
 

@@ -168,7 +168,8 @@ def queue_folder(folder: str | os.PathLike, store: Store, submit: Callable[[int]
     Clips are probed here (a bad one is unreadable at once, as in the web upload); photos are decoded by
     the worker, whose job then fails with the reader's message (collect_jobs files it as unreadable).
     """
-    from closetai.jobs import VideoSettings, create_photo_job, create_video_job, save_upload, sha256_file
+    from closetai import sha256_file
+    from closetai.jobs import VideoSettings, create_photo_job, create_video_job, save_upload
 
     photos, videos = find_media(folder, recursive, pattern)
     if limit is not None:

@@ -28,7 +28,6 @@ most MAX_TAKEOVERS times: a clip that kills every worker that opens it is then f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -45,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from closetai import ClosetAIError
+from closetai import ClosetAIError, sha256_file
 from closetai.store import JobNotRunning, NewAnalysis, NewDetection, NewTrack, Store, pid_alive, utcnow
 from closetai.video import DEFAULT_ANALYSIS_FPS, VideoLimits, probe_video
 
@@ -321,14 +320,6 @@ def save_upload(store: Store, stream, filename: str) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final / f"clip{suffix}"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _as_uploaded(message: str, upload: Path, filename: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from closetai import sha256_file
 from closetai.detections import Detections
 from closetai.embed import (
     EMBEDDING_NAME,
@@ -39,16 +40,6 @@ def default_model_path() -> Path:
     return Path(os.environ.get("CLOSETAI_MODEL", DEFAULT_MODEL))
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_whitening(model_path: Path) -> Whitening | None:
     """The appearance whitening fitted for this model file (closetai.embed), or None: none shipped, or
     fitted on another model's features (then the unwhitened v2 vectors, with a warning)."""
@@ -56,7 +47,7 @@ def load_whitening(model_path: Path) -> Whitening | None:
     if not path.is_file():
         return None
     whitening = Whitening.load(path)
-    if whitening.model_sha256 != file_sha256(model_path):
+    if whitening.model_sha256 != sha256_file(model_path):
         log.warning("%s was fitted on another model file: embeddings stay unwhitened "
                     "(refit with scripts/fit_embedding.py)", path.name)
         return None

@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="default: next to the model (models/<name>.embed.npz)")
     a = ap.parse_args(argv)
 
-    from closetai.predict import Predictor, file_sha256
+    from closetai import sha256_file
+    from closetai.predict import Predictor
 
     started = time.perf_counter()
     predictor = Predictor(a.model, device="cpu")
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out) if a.out else whitening_path(a.model)
     info = {"photos": len(files), "views": len(d["keys"]), "copies": a.copies, "seed": a.seed, "date": str(date.today()),
             "halves": {str(k): v for k, v in table.items()}, "command": "python scripts/fit_embedding.py"}
-    Whitening(mean, projection, chosen, COLOUR_WEIGHT, file_sha256(a.model), info).save(out)
+    Whitening(mean, projection, chosen, COLOUR_WEIGHT, sha256_file(a.model), info).save(out)
     print(f"class weight {chosen} (largest with instance mAP@10 >= {MIN_INSTANCE_MAP} on both halves); "
           f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB) in {time.perf_counter() - started:.0f} s")
     return 0

@@ -99,8 +99,9 @@ def test_whitening_learns_to_ignore_what_differs_between_views_of_one_garment():
 def test_a_whitening_file_is_used_only_with_the_model_it_was_fitted_on(tiny_model, tmp_path):
     import shutil
 
+    from closetai import sha256_file
     from closetai.embed import WHITENED_NAME, Whitening, whitening_path
-    from closetai.predict import Predictor, file_sha256
+    from closetai.predict import Predictor
 
     model = tmp_path / "tiny.pt"
     shutil.copy(tiny_model, model)
@@ -110,7 +111,7 @@ def test_a_whitening_file_is_used_only_with_the_model_it_was_fitted_on(tiny_mode
     appearance, classes, colours = plain.embed_regions(rgb, boxes, parts=True)
     rng = np.random.default_rng(1)
     w = Whitening(rng.normal(size=appearance.shape[1]).astype(np.float32),
-                  rng.normal(size=(8, appearance.shape[1])).astype(np.float32), 1.4, 0.4, file_sha256(model), {"x": 1})
+                  rng.normal(size=(8, appearance.shape[1])).astype(np.float32), 1.4, 0.4, sha256_file(model), {"x": 1})
     w.save(whitening_path(model))
     assert whitening_path(model).name == "tiny.embed.npz"
     white = Predictor(model, device="cpu", min_score=0.0)
