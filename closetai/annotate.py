@@ -7,7 +7,7 @@ import colorsys
 import cv2
 import numpy as np
 
-from closetai.detections import Detections
+from closetai.detections import Detections, mask_extent
 
 
 def class_colour(class_id: int) -> tuple[int, int, int]:
@@ -15,15 +15,6 @@ def class_colour(class_id: int) -> tuple[int, int, int]:
     h = (class_id * 0.618033988749895) % 1.0
     r, g, b = colorsys.hsv_to_rgb(h, 0.75, 0.95)
     return int(r * 255), int(g * 255), int(b * 255)
-
-
-def _extent(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """[y1, y2, x1, x2) of a mask's pixels, None when it is empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if not len(rows):
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def annotate(scene: np.ndarray, detections: Detections, masks: bool = True, boxes: bool = True,
@@ -36,7 +27,7 @@ def annotate(scene: np.ndarray, detections: Detections, masks: bool = True, boxe
     if masks and detections.masks is not None and len(detections):
         # Work inside each mask's extent only (a garment covers a few % of a 720p frame): the same pixels
         # as blending full-frame copies, ~Nx less memory traffic per frame of video.
-        extents = [_extent(m) for m in detections.masks]
+        extents = [mask_extent(m) for m in detections.masks]
         drawn = [(m, cid, e) for m, cid, e in zip(detections.masks, detections.class_ids, extents, strict=True)
                  if e is not None]
         if drawn:

@@ -15,6 +15,15 @@ def encode_mask(mask: np.ndarray) -> dict[str, Any]:
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 
+def mask_extent(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """[y1, y2, x1, x2) of a bool mask's pixels (its tight box, rows then columns), None when empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not len(rows):
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
 def decode_mask(rle: dict[str, Any]) -> np.ndarray:
     """COCO RLE (compressed string or bytes) -> bool HxW mask."""
     counts = rle["counts"]
