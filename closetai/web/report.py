@@ -162,12 +162,6 @@ class ChartProcess:
         pool.shutdown(wait=False, cancel_futures=True)
         self.start()
 
-    def stop(self) -> None:
-        with self._lock:
-            pool, self._pool, self._ready = self._pool, None, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-
 
 @contextmanager
 def _main_hidden():
