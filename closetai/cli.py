@@ -77,7 +77,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     from closetai.predict import Predictor
 
     predictor = Predictor(a.model, device=a.device, min_score=a.min_score, threads=a.threads, min_size=a.min_size,
-                          cross_class_iou=a.cross_class_iou)
+                          cross_class_iou=a.cross_class_iou, mask_scoring=False if a.no_mask_scoring else None)
     ds = open_dataset(a.data)
     if a.split == "val":
         files = predictor.meta.get("trained", {}).get("val_files")
@@ -91,8 +91,14 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     if tuple(ds.classes) != predictor.class_names:
         raise ClosetAIError("dataset classes differ from the model's classes")
     results = evaluate_predictor(predictor, ds, limit=a.limit)
+    if a.card and predictor.meta["config"]["mask_scoring"]:  # the card states what mask scoring adds
+        plain = evaluate_predictor(Predictor(a.model, device=a.device, min_score=a.min_score, threads=a.threads,
+                                             min_size=a.min_size, cross_class_iou=a.cross_class_iou,
+                                             mask_scoring=False), ds, limit=a.limit)
+        results["without_mask_scoring"] = {"box_AP": plain["box"]["AP"], "mask_AP": plain["mask"]["AP"]}
     results.update(model=str(a.model), data=str(a.data), split=a.split, min_score=predictor.min_score,
-                   min_size=predictor.meta["config"]["min_size"], cross_class_iou=a.cross_class_iou)
+                   min_size=predictor.meta["config"]["min_size"], cross_class_iou=a.cross_class_iou,
+                   mask_scoring=predictor.meta["config"]["mask_scoring"])
     if a.json:
         write_json_atomic(results, a.json)
     if a.card:
@@ -455,6 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cross-class-iou", type=float, default=1.0,
                    help="drop a mask overlapping a more confident one of another class by more than this; "
                         "off (1.0) by default: AP ranks alternative classes, serving suppresses at 0.6")
+    s.add_argument("--no-mask-scoring", action="store_true",
+                   help="rank by class score alone, not class score x mask confidence (for comparison)")
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int)
     s.set_defaults(func=_cmd_evaluate)

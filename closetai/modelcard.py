@@ -44,9 +44,18 @@ def write_model_card(model_path: str | os.PathLike, results: dict[str, Any], out
     ]
     for key in ("AP", "AP50", "AP75", "APs", "APm", "APl"):
         lines.append(f"| {key} | {results['box'].get(key, 0):.3f} | {results['mask'].get(key, 0):.3f} |")
+    if results.get("mask_scoring"):
+        lines += ["", "Scores are the class score times the mask's confidence (its mean probability over the pixels "
+                  "it keeps; SOLOv2's mask scoring, `closetai.model.MaskScoredRoIHeads`), a test-time change with the "
+                  "same weights."]
+        plain = results.get("without_mask_scoring")
+        if plain:
+            lines[-1] += (f" Ranked by the class score alone (`--no-mask-scoring`) they give mask AP "
+                          f"{plain['mask_AP']:.3f}, box AP {plain['box_AP']:.3f}.")
     choice = meta.get("evaluation", {}).get("test_min_size_choice")
     if choice:
-        lines += ["", f"Test short side: {choice}."]
+        when = ", chosen with class-score ranking (before mask scoring)" if results.get("mask_scoring") else ""
+        lines += ["", f"Test short side{when}: {choice}."]
     lines += ["", "| class | box AP | mask AP |", "| --- | --- | --- |"]
     for name in meta["classes"]:
         lines.append(f"| {name} | {results['box']['per_class'].get(name, float('nan')):.3f} | "

@@ -133,3 +133,32 @@ def test_folding_frozen_batchnorm_keeps_the_outputs(tmp_path):
     assert not any(isinstance(mod, FrozenBatchNorm2d) for mod in m.modules())
     for k in before:  # float rounding only, relative to each level's scale
         assert (before[k] - after[k]).abs().max() <= 1e-4 * before[k].abs().max(), k
+
+
+def test_mask_scoring_multiplies_each_score_by_its_masks_confidence_and_reranks():
+    from torchvision.models.detection.roi_heads import RoIHeads
+
+    from closetai.model import MaskScoredRoIHeads
+
+    cfg = {**tiny_model_config(), "box_score_thresh": 0.0}
+    torch.manual_seed(0)
+    scored = build_model(3, cfg).eval()
+    plain = build_model(3, {**cfg, "mask_scoring": False}).eval()
+    assert type(scored.roi_heads) is MaskScoredRoIHeads and type(plain.roi_heads) is RoIHeads
+    plain.load_state_dict(scored.state_dict())  # the same keys: only the test-time forward differs
+    heads_out = {}
+    # A copy: the transform's postprocess then replaces the dict's 28x28 masks by pasted ones.
+    plain.roi_heads.register_forward_hook(lambda mod, args, out: heads_out.update(r=dict(out[0][0])))
+    x = [torch.rand(3, 120, 90)]
+    with torch.no_grad():
+        a, b = plain(x)[0], scored(x)[0]
+    r = heads_out["r"]  # the plain heads' output: class scores and 28x28 mask probabilities
+    probs = r["masks"][:, 0]
+    maskness = (probs * (probs > 0.5)).flatten(1).sum(1) / (probs > 0.5).flatten(1).sum(1).clamp(min=1)
+    assert len(r["scores"]) >= 3 and (maskness < 0.99).any()
+    expected = r["scores"] * maskness
+    order = expected.argsort(descending=True, stable=True)
+    assert torch.allclose(b["scores"], expected[order], atol=1e-6)
+    assert torch.equal(b["labels"], a["labels"][order]) and torch.allclose(b["boxes"], a["boxes"][order])
+    assert torch.allclose(b["masks"], a["masks"][order])
+    assert (b["scores"][:-1] >= b["scores"][1:]).all()
