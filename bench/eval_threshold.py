@@ -1,5 +1,6 @@
-"""What a user sees at a score threshold: precision and recall of the shown garments, with and without
-mask scoring (closetai.model.MaskScoredRoIHeads), on the model's CCP validation split.
+"""What a user sees at a score threshold: precision and recall of the shown garments, with ClosetAI's
+test-time scoring and mask pasting (closetai.model: MaskScoredRoIHeads, paste_masks_aligned) and with
+torchvision's own, on the model's CCP validation split.
 
     python bench/eval_threshold.py [--thresholds 0.3 0.4 0.5 0.6] [--limit N]
 
@@ -21,6 +22,7 @@ from pycocotools import mask as mask_utils
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from closetai.cli import PLAIN_POSTPROCESS  # noqa: E402
 from closetai.data import open_dataset  # noqa: E402
 from closetai.predict import Predictor  # noqa: E402
 
@@ -65,9 +67,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    print(f"{'mask scoring':>12s} {'threshold':>9s} {'shown':>6s} {'right':>6s} {'precision':>9s} {'recall':>7s} {'F1':>6s}")
-    for scoring in (True, False):
-        predictor = Predictor(a.model, device="cpu", embed=False, mask_scoring=scoring)
+    print(f"{'postprocess':>12s} {'threshold':>9s} {'shown':>6s} {'right':>6s} {'precision':>9s} {'recall':>7s} {'F1':>6s}")
+    for name, overrides in (("closetai", None), ("torchvision", PLAIN_POSTPROCESS)):
+        predictor = Predictor(a.model, device="cpu", embed=False, overrides=overrides)
         dataset = open_dataset(a.data)
         stems = {Path(f).stem for f in predictor.meta["trained"]["val_files"]}
         dataset.ids = [i for i in dataset.ids if Path(str(i)).stem in stems][: a.limit]
@@ -75,7 +77,7 @@ def main() -> int:
         for t in sorted(a.thresholds):
             p, r = right[t] / max(shown[t], 1), right[t] / max(n_gt, 1)
             f1 = 2 * p * r / (p + r) if p + r else 0.0
-            print(f"{'on' if scoring else 'off':>12s} {t:9.2f} {shown[t]:6d} {right[t]:6d} {p:9.3f} {r:7.3f} {f1:6.3f}",
+            print(f"{name:>12s} {t:9.2f} {shown[t]:6d} {right[t]:6d} {p:9.3f} {r:7.3f} {f1:6.3f}",
                   flush=True)
     print(f"({len(dataset)} validation photos, {n_gt} garments)")
     return 0

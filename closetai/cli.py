@@ -71,13 +71,21 @@ def _record_split(model_path: str, pack_meta: dict) -> None:
     tmp.replace(model_path)
 
 
+# torchvision's own test-time scoring and mask pasting (closetai.model.MaskScoredRoIHeads and
+# AlignedPasteTransform off): the model card's comparison.
+PLAIN_POSTPROCESS = {"mask_scoring": False, "aligned_paste": False}
+
+
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     from closetai.data import open_dataset
     from closetai.evaluate import evaluate_predictor, write_json_atomic
     from closetai.predict import Predictor
 
+    overrides = {"mask_scoring": False} if a.no_mask_scoring else {}
+    if a.torchvision_paste:
+        overrides["aligned_paste"] = False
     predictor = Predictor(a.model, device=a.device, min_score=a.min_score, threads=a.threads, min_size=a.min_size,
-                          cross_class_iou=a.cross_class_iou, mask_scoring=False if a.no_mask_scoring else None)
+                          cross_class_iou=a.cross_class_iou, overrides=overrides)
     ds = open_dataset(a.data)
     if a.split == "val":
         files = predictor.meta.get("trained", {}).get("val_files")
@@ -91,22 +99,23 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     if tuple(ds.classes) != predictor.class_names:
         raise ClosetAIError("dataset classes differ from the model's classes")
     results = evaluate_predictor(predictor, ds, limit=a.limit)
-    if a.card and predictor.meta["config"]["mask_scoring"]:  # the card states what mask scoring adds
+    config = predictor.meta["config"]
+    if a.card and (config["mask_scoring"] or config["aligned_paste"]):  # the card states what they add
         plain = evaluate_predictor(Predictor(a.model, device=a.device, min_score=a.min_score, threads=a.threads,
                                              min_size=a.min_size, cross_class_iou=a.cross_class_iou,
-                                             mask_scoring=False), ds, limit=a.limit)
-        results["without_mask_scoring"] = {"box_AP": plain["box"]["AP"], "mask_AP": plain["mask"]["AP"]}
+                                             overrides=PLAIN_POSTPROCESS), ds, limit=a.limit)
+        results["torchvision_postprocess"] = {"box_AP": plain["box"]["AP"], "mask_AP": plain["mask"]["AP"]}
     results.update(model=str(a.model), data=str(a.data), split=a.split, min_score=predictor.min_score,
-                   min_size=predictor.meta["config"]["min_size"], cross_class_iou=a.cross_class_iou,
-                   mask_scoring=predictor.meta["config"]["mask_scoring"])
+                   min_size=config["min_size"], cross_class_iou=a.cross_class_iou,
+                   mask_scoring=config["mask_scoring"], aligned_paste=config["aligned_paste"])
     if a.json:
         write_json_atomic(results, a.json)
     if a.card:
         from closetai.modelcard import write_model_card
 
         write_model_card(a.model, results, a.card)
-    print(f"mask AP {results['mask']['AP']:.3f} (AP50 {results['mask']['AP50']:.3f}, AP75 {results['mask']['AP75']:.3f})"
-          f"  box AP {results['box']['AP']:.3f}  on {results['images']} images")
+    print(f"mask AP {results['mask']['AP']:.4f} (AP50 {results['mask']['AP50']:.4f}, AP75 {results['mask']['AP75']:.4f})"
+          f"  box AP {results['box']['AP']:.4f}  on {results['images']} images")
     for name, ap in results["mask"]["per_class"].items():
         print(f"  {name:12s} mask AP {ap:.3f}  box AP {results['box']['per_class'].get(name, 0):.3f}")
     return 0
@@ -463,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "off (1.0) by default: AP ranks alternative classes, serving suppresses at 0.6")
     s.add_argument("--no-mask-scoring", action="store_true",
                    help="rank by class score alone, not class score x mask confidence (for comparison)")
+    s.add_argument("--torchvision-paste", action="store_true",
+                   help="paste masks as torchvision does, not aligned with the mask head's targets (for comparison)")
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int)
     s.set_defaults(func=_cmd_evaluate)

@@ -43,18 +43,23 @@ def write_model_card(model_path: str | os.PathLike, results: dict[str, Any], out
         "| --- | --- | --- |",
     ]
     for key in ("AP", "AP50", "AP75", "APs", "APm", "APl"):
-        lines.append(f"| {key} | {results['box'].get(key, 0):.3f} | {results['mask'].get(key, 0):.3f} |")
+        lines.append(f"| {key} | {results['box'].get(key, 0):.4f} | {results['mask'].get(key, 0):.4f} |")
+    changes = []
     if results.get("mask_scoring"):
-        lines += ["", "Scores are the class score times the mask's confidence (its mean probability over the pixels "
-                  "it keeps; SOLOv2's mask scoring, `closetai.model.MaskScoredRoIHeads`), a test-time change with the "
-                  "same weights."]
-        plain = results.get("without_mask_scoring")
+        changes.append("scores are the class score times the mask's confidence (its mean probability over the "
+                       "pixels it keeps; SOLOv2's mask scoring, `closetai.model.MaskScoredRoIHeads`)")
+    if results.get("aligned_paste"):
+        changes.append("masks are pasted back where the mask head's training targets were cut from "
+                       "(`closetai.model.paste_masks_aligned`)")
+    if changes:
+        lines += ["", "Test-time changes to torchvision's Mask R-CNN, same weights: " + "; ".join(changes) + "."]
+        plain = results.get("torchvision_postprocess")
         if plain:
-            lines[-1] += (f" Ranked by the class score alone (`--no-mask-scoring`) they give mask AP "
-                          f"{plain['mask_AP']:.3f}, box AP {plain['box_AP']:.3f}.")
+            lines[-1] += (f" With torchvision's own scoring and pasting (`--no-mask-scoring --torchvision-paste`) "
+                          f"the same weights give mask AP {plain['mask_AP']:.3f}, box AP {plain['box_AP']:.3f}.")
     choice = meta.get("evaluation", {}).get("test_min_size_choice")
     if choice:
-        when = ", chosen with class-score ranking (before mask scoring)" if results.get("mask_scoring") else ""
+        when = ", chosen with torchvision's scoring and pasting" if changes else ""
         lines += ["", f"Test short side{when}: {choice}."]
     lines += ["", "| class | box AP | mask AP |", "| --- | --- | --- |"]
     for name in meta["classes"]:
@@ -63,7 +68,7 @@ def write_model_card(model_path: str | os.PathLike, results: dict[str, Any], out
     lines += [
         "",
         "Target: mask AP >= 0.40 on the validation split. "
-        + ("Met." if results["mask"]["AP"] >= 0.40 else f"Not met ({results['mask']['AP']:.3f}): the model needs a longer GPU schedule."),
+        + ("Met." if results["mask"]["AP"] >= 0.40 else f"Not met ({results['mask']['AP']:.4f}): the model needs a longer GPU schedule."),
         "",
         "## Limits",
         "- Trained on CCP only: one standing person per photo, mostly full-length street fashion; crowds, "

@@ -122,13 +122,12 @@ class Predictor:
 
     def __init__(self, model_path: str | os.PathLike | None = None, device: str = "auto",
                  min_score: float | None = None, threads: int | None = None, min_size: int | None = None,
-                 cross_class_iou: float = 0.6, embed: bool = True, mask_scoring: bool | None = None):
+                 cross_class_iou: float = 0.6, embed: bool = True, overrides: dict[str, Any] | None = None):
         self.model_path = Path(model_path) if model_path else default_model_path()
         self.device = pick_device(device)
         if threads:
             torch.set_num_threads(threads)
-        # mask_scoring: None keeps the model file's setting (closetai.model.MaskScoredRoIHeads).
-        overrides = None if mask_scoring is None else {"mask_scoring": bool(mask_scoring)}
+        # overrides: test-time config keys, e.g. {"mask_scoring": False} (closetai.model.load_model).
         self.model, self.meta = load_model(self.model_path, self.device, overrides=overrides)
         if min_size:  # test-time short side; the model file's config holds the default
             self.model.transform.min_size = (int(min_size),)
