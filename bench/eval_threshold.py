@@ -1,6 +1,6 @@
 """What a user sees at a score threshold: precision and recall of the shown garments, with ClosetAI's
-test-time scoring and mask pasting (closetai.model: MaskScoredRoIHeads, paste_masks_aligned) and with
-torchvision's own, on the model's CCP validation split.
+test-time changes to torchvision's Mask R-CNN (closetai.model.TEST_TIME_CHANGES: mask scoring, aligned
+mask pasting, antialiased shrinking) and without them, on the model's CCP validation split.
 
     python bench/eval_threshold.py [--thresholds 0.3 0.4 0.5 0.6] [--limit N]
 
@@ -22,8 +22,8 @@ from pycocotools import mask as mask_utils
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from closetai.cli import PLAIN_POSTPROCESS  # noqa: E402
 from closetai.data import open_dataset  # noqa: E402
+from closetai.model import TEST_TIME_CHANGES  # noqa: E402
 from closetai.predict import Predictor  # noqa: E402
 
 SHARED_CCP = REPO.parent / "shared" / "data" / "ccp"
@@ -68,7 +68,7 @@ def main() -> int:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     print(f"{'postprocess':>12s} {'threshold':>9s} {'shown':>6s} {'right':>6s} {'precision':>9s} {'recall':>7s} {'F1':>6s}")
-    for name, overrides in (("closetai", None), ("torchvision", PLAIN_POSTPROCESS)):
+    for name, overrides in (("closetai", None), ("torchvision", dict.fromkeys(TEST_TIME_CHANGES, False))):
         predictor = Predictor(a.model, device="cpu", embed=False, overrides=overrides)
         dataset = open_dataset(a.data)
         stems = {Path(f).stem for f in predictor.meta["trained"]["val_files"]}

@@ -71,19 +71,13 @@ def _record_split(model_path: str, pack_meta: dict) -> None:
     tmp.replace(model_path)
 
 
-# torchvision's own test-time scoring and mask pasting (closetai.model.MaskScoredRoIHeads and
-# AlignedPasteTransform off): the model card's comparison.
-PLAIN_POSTPROCESS = {"mask_scoring": False, "aligned_paste": False}
-
-
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     from closetai.data import open_dataset
     from closetai.evaluate import evaluate_predictor, write_json_atomic
+    from closetai.model import TEST_TIME_CHANGES
     from closetai.predict import Predictor
 
-    overrides = {"mask_scoring": False} if a.no_mask_scoring else {}
-    if a.torchvision_paste:
-        overrides["aligned_paste"] = False
+    overrides = dict.fromkeys(a.without, False)
     predictor = Predictor(a.model, device=a.device, min_score=a.min_score, threads=a.threads, min_size=a.min_size,
                           cross_class_iou=a.cross_class_iou, overrides=overrides)
     ds = open_dataset(a.data)
@@ -100,14 +94,14 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
         raise ClosetAIError("dataset classes differ from the model's classes")
     results = evaluate_predictor(predictor, ds, limit=a.limit)
     config = predictor.meta["config"]
-    if a.card and (config["mask_scoring"] or config["aligned_paste"]):  # the card states what they add
+    if a.card and any(config[k] for k in TEST_TIME_CHANGES):  # the card states what they add
         plain = evaluate_predictor(Predictor(a.model, device=a.device, min_score=a.min_score, threads=a.threads,
                                              min_size=a.min_size, cross_class_iou=a.cross_class_iou,
-                                             overrides=PLAIN_POSTPROCESS), ds, limit=a.limit)
-        results["torchvision_postprocess"] = {"box_AP": plain["box"]["AP"], "mask_AP": plain["mask"]["AP"]}
+                                             overrides=dict.fromkeys(TEST_TIME_CHANGES, False)), ds, limit=a.limit)
+        results["torchvision_test_time"] = {"box_AP": plain["box"]["AP"], "mask_AP": plain["mask"]["AP"]}
     results.update(model=str(a.model), data=str(a.data), split=a.split, min_score=predictor.min_score,
                    min_size=config["min_size"], cross_class_iou=a.cross_class_iou,
-                   mask_scoring=config["mask_scoring"], aligned_paste=config["aligned_paste"])
+                   test_time={k: bool(config[k]) for k in TEST_TIME_CHANGES})
     if a.json:
         write_json_atomic(results, a.json)
     if a.card:
@@ -470,10 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cross-class-iou", type=float, default=1.0,
                    help="drop a mask overlapping a more confident one of another class by more than this; "
                         "off (1.0) by default: AP ranks alternative classes, serving suppresses at 0.6")
-    s.add_argument("--no-mask-scoring", action="store_true",
-                   help="rank by class score alone, not class score x mask confidence (for comparison)")
-    s.add_argument("--torchvision-paste", action="store_true",
-                   help="paste masks as torchvision does, not aligned with the mask head's targets (for comparison)")
+    s.add_argument("--without", action="append", default=[], metavar="CHANGE",
+                   choices=["mask_scoring", "aligned_paste", "antialias"],
+                   help="turn off one of ClosetAI's test-time changes to torchvision's Mask R-CNN, for comparison "
+                        "(repeatable): mask_scoring, aligned_paste, antialias (closetai/model.py)")
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int)
     s.set_defaults(func=_cmd_evaluate)

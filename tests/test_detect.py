@@ -87,17 +87,19 @@ def test_shipped_model_is_small_and_fp16():
 
 
 @needs_shared
-def test_evaluate_cli_writes_figures_and_a_card_that_states_mask_scoring(tmp_path):
+def test_evaluate_cli_writes_figures_and_a_card_that_states_the_test_time_changes(tmp_path):
     card, scored, plain = tmp_path / "CARD.md", tmp_path / "scored.json", tmp_path / "plain.json"
     common = [str(SHIPPED_MODEL), str(CCP), "--split", "val", "--limit", "3"]
     assert main(["evaluate", *common, "--json", str(scored), "--card", str(card)]) == 0
-    assert main(["evaluate", *common, "--json", str(plain), "--no-mask-scoring", "--torchvision-paste"]) == 0
+    off = ["--without", "mask_scoring", "--without", "aligned_paste", "--without", "antialias"]
+    assert main(["evaluate", *common, "--json", str(plain), *off]) == 0
     a, b = json.loads(scored.read_text()), json.loads(plain.read_text())
     assert a["images"] == b["images"] == 3
-    assert a["mask_scoring"] is a["aligned_paste"] is True and b["mask_scoring"] is b["aligned_paste"] is False
-    assert a["torchvision_postprocess"]["mask_AP"] == b["mask"]["AP"]  # the card's comparison is that run
+    assert all(a["test_time"].values()) and not any(b["test_time"].values()) and len(a["test_time"]) == 3
+    assert a["torchvision_test_time"]["mask_AP"] == b["mask"]["AP"]  # the card's comparison is that run
     assert a["mask"]["AP"] != b["mask"]["AP"]
     text = card.read_text()
     assert f"| AP | {a['box']['AP']:.4f} | {a['mask']['AP']:.4f} |" in text
-    assert f"`--no-mask-scoring --torchvision-paste`) the same weights give mask AP {b['mask']['AP']:.3f}" in text
+    assert f"--without antialias`) the same weights give mask AP {b['mask']['AP']:.4f}" in text
+    assert "antialiasing filter" in text and "mask scoring" in text
     assert not list(tmp_path.glob("*.tmp"))

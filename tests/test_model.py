@@ -194,3 +194,31 @@ def test_aligned_paste_puts_a_mask_back_where_the_training_target_was_cut():
     assert ours.mean() > 0.95 and ours.min() > 0.8  # the smallest (59 px) loses edge pixels to the 28x28 grid
     assert (ours > theirs).all() and ours.mean() > theirs.mean() + 0.05
     assert paste_masks_aligned(cut[:0], box_t[:0], (h, w)).shape == (0, 1, h, w)
+
+
+def test_transform_shrinks_photos_with_antialiasing_and_resizes_like_torchvision_otherwise():
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    from closetai.model import ClosetAITransform
+
+    cfg = tiny_model_config()
+    ours = build_model(3, cfg).transform.eval()
+    assert type(ours) is ClosetAITransform and ours.antialias
+    plain = GeneralizedRCNNTransform(ours.min_size, ours.max_size, ours.image_mean, ours.image_std).eval()
+    stripes = torch.zeros(3, 300, 200)
+    stripes[:, :, ::2] = 1.0  # 1-pixel stripes: plain bilinear sampling at 0.43x aliases them into bands
+    a, _ = ours.resize(stripes)
+    b, _ = plain.resize(stripes)
+    assert a.shape == b.shape and min(a.shape[-2:]) == 128
+    assert a.std() < 0.1 < b.std()  # antialiased: an even grey; plain: stripes and bands
+    small = torch.rand(3, 60, 50)  # enlarging needs no filter: the same pixels as torchvision's
+    assert torch.equal(ours.resize(small)[0], plain.resize(small)[0])
+    # training targets: boxes and masks follow the image as torchvision's do
+    ours.train(), plain.train()
+    target = {"boxes": torch.tensor([[10.0, 20.0, 150.0, 250.0]]), "masks": torch.ones(1, 300, 200, dtype=torch.uint8),
+              "labels": torch.tensor([1])}
+    ta = ours.resize(stripes, {k: v.clone() for k, v in target.items()})[1]
+    tb = plain.resize(stripes, {k: v.clone() for k, v in target.items()})[1]
+    assert torch.allclose(ta["boxes"], tb["boxes"]) and torch.equal(ta["masks"], tb["masks"])
+    off = build_model(3, {**cfg, "antialias": False}).transform.eval()
+    assert torch.equal(off.resize(stripes)[0], b)
