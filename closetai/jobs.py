@@ -72,7 +72,7 @@ os.register_at_fork(after_in_child=_new_worker_identity)
 
 
 # Inference short side for video frames: the shipped model's own 448. 384 is 11% faster on a 2-core CPU
-# (bench/bench_web_video.py: 44 s vs 50 s for a 15 s clip) but costs 0.04 val mask AP (0.338 vs 0.378 with class-score ranking,
+# (bench/bench_web_video.py: 44 s vs 50 s for a 15 s clip) but costs 0.046 val mask AP (0.358 vs 0.404,
 # closetai evaluate --min-size), more than the speed is worth; CLOSETAI_VIDEO_MIN_SIZE=384 trades it.
 DEFAULT_VIDEO_MIN_SIZE = 448
 
