@@ -77,6 +77,19 @@ def run(predictor: Predictor, clip: Path, fps: float | None, batch_size: int | N
             "annotated_playable_h264": playable, "peak_rss_mb": round(peak_rss_mb())}
 
 
+def ab_rounds(predictor: Predictor, clip: Path, a: argparse.Namespace, tmp: Path) -> None:
+    from closetai.model import TEST_TIME_CHANGES
+
+    plain = Predictor(a.model, device=a.device, threads=a.threads, min_size=a.min_size,
+                      overrides=dict.fromkeys(TEST_TIME_CHANGES, False))
+    plain(np.zeros((1280, 720, 3), dtype=np.uint8))
+    for i in range(a.ab):
+        for name, pred in (("with test-time changes", predictor), ("without", plain)):
+            row = run(pred, clip, a.fps, a.batch_size, tmp)
+            print(f"A/B round {i + 1} {name:>22s}: {row['total_s']:6.2f} s (inference {row['time_s']['inference']:.2f} s), "
+                  f"{row['tracks']} tracks", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("clip", nargs="?", help="a clip to cut from (default: ../shared street-clip-b.mp4)")
@@ -87,6 +100,9 @@ def main() -> None:
     p.add_argument("--min-size", type=int, help="inference short side (default: the model's)")
     p.add_argument("--model")
     p.add_argument("--device", default="auto")
+    p.add_argument("--ab", type=int, default=0, metavar="ROUNDS",
+                   help="also time the model without closetai.model.TEST_TIME_CHANGES, alternating with it for "
+                        "ROUNDS rounds in this process (the machine's drift hits both alike)")
     a = p.parse_args()
     source = Path(a.clip) if a.clip else SHARED / "data" / "videos" / "street-clip-b.mp4"
     with tempfile.TemporaryDirectory() as d:
@@ -97,6 +113,8 @@ def main() -> None:
         rows = [run(predictor, clip, a.fps, a.batch_size, tmp)]
         if predictor.device.type == "cuda":
             rows.append(run(predictor, clip, None, max(a.batch_size or 8, 8), tmp))
+        if a.ab:
+            ab_rounds(predictor, clip, a, tmp)
     for row in rows:
         print(json.dumps(row))
         target = "" if row["analysis_fps"] == "all" else f" (target <= 60 s: {'met' if row['total_s'] <= 60 else 'MISSED'})"
