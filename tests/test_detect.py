@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from closetai.cli import main
@@ -103,3 +104,15 @@ def test_evaluate_cli_writes_figures_and_a_card_that_states_the_test_time_change
     assert f"--without antialias`) the same weights give mask AP {b['mask']['AP']:.4f}" in text
     assert "antialiasing filter" in text and "mask scoring" in text
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_evaluate_without_offers_exactly_the_models_test_time_changes(capsys):
+    from closetai.cli import build_parser
+    from closetai.model import TEST_TIME_CHANGES
+
+    evaluate = build_parser()._subparsers._group_actions[0].choices["evaluate"]
+    (without,) = [a for a in evaluate._actions if a.dest == "without"]
+    assert tuple(without.choices) == TEST_TIME_CHANGES
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(SHIPPED_MODEL), "x", "--without", "nms"])
+    assert "invalid choice: 'nms'" in capsys.readouterr().err
