@@ -23,14 +23,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from closetai.data import open_dataset  # noqa: E402
+from closetai.detections import encode_mask  # noqa: E402
 from closetai.model import TEST_TIME_CHANGES  # noqa: E402
 from closetai.predict import Predictor  # noqa: E402
 
 SHARED_CCP = REPO.parent / "shared" / "data" / "ccp"
-
-
-def _rles(masks) -> list:
-    return [mask_utils.encode(np.asfortranarray(np.asarray(m, dtype=np.uint8))) for m in masks]
 
 
 def count_matches(predictor: Predictor, dataset, thresholds: list[float]) -> tuple[dict, dict, int]:
@@ -41,7 +38,7 @@ def count_matches(predictor: Predictor, dataset, thresholds: list[float]) -> tup
     for i in range(len(dataset)):
         rgb, target = dataset[i]
         dets = predictor(rgb, min_score=min(thresholds))
-        gt, dt = _rles(target["masks"]), _rles(dets.masks)
+        gt, dt = [encode_mask(np.asarray(m)) for m in target["masks"]], dets.mask_rles()
         gt_labels = np.asarray(target["labels"])
         n_gt += len(gt)
         iou = np.asarray(mask_utils.iou(dt, gt, [0] * len(gt))).reshape(len(dt), len(gt)) if dt and gt \
