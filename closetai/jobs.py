@@ -86,6 +86,7 @@ class VideoSettings:
     batch_size: int | None = None  # None: closetai.videoanalysis.default_batch_size (1 on CPU, 8 on GPU)
     annotate_all_frames: bool = False
     limits: VideoLimits = field(default_factory=VideoLimits)
+    shot_cuts: bool = True  # tracks end at shot cuts (closetai.track.ShotCuts)
 
 
 @dataclass
@@ -466,6 +467,7 @@ def video_records(result, params: dict[str, Any], annotated: Path, crop_side: in
 def run_video_job(job_id: int, ctx: JobContext) -> None:
     """Analyse the job's uploaded clip and store the analysis, tracks, detections and media atomically.
     A clip corrupt midway is stored with what was analysed; the job is 'done' with the reason in `error`."""
+    from closetai.track import TrackerConfig
     from closetai.videoanalysis import analyse_video
 
     store = ctx.store
@@ -484,7 +486,8 @@ def run_video_job(job_id: int, ctx: JobContext) -> None:
             _SerialisedPredictor(ctx.predictor, ctx.lock, settings.min_size), upload,
             fps=params.get("fps", settings.fps), annotated_out=annotated, on_progress=progress,
             batch_size=settings.batch_size, limits=settings.limits,
-            annotate_all_frames=settings.annotate_all_frames, should_stop=ctx.should_stop)
+            annotate_all_frames=settings.annotate_all_frames, should_stop=ctx.should_stop,
+            tracker=None if settings.shot_cuts else TrackerConfig(cut_distance=None))
         if result.error:
             result.error = _as_uploaded(result.error, upload, filename)
         result.settings["min_size"] = settings.min_size

@@ -17,6 +17,15 @@ Changed for garments: a track never changes class (cross-class pairs are never m
 predicted with a damped constant-velocity model instead of a Kalman filter (at 5 fps the people in
 street clips walk steadily; the filter's extra state buys little here), and a new track is not
 opened on a detection that duplicates a garment of the same class already matched in this frame.
+
+Shot cuts (street-fashion clips are mostly edited reels): across a cut a box's position says nothing,
+and matching by IoU merged different people's dresses that happened to stand in the same place
+(bench/eval_tracking.py). So `update(..., cut=True)` (ShotCuts, below, tells) ends position matching for
+every track. A garment after the cut can continue a track from before it only by appearance, when
+reid_similarity is set: same class and cosine >= reid_similarity between its embedding (closetai.embed,
+computed for the similar-items index anyway) and the track's mean embedding. That is off by default:
+the similar-items vectors do not tell two black coats apart well enough (see TrackerConfig), so the
+same outfit shown again after a cut is counted again.
 """
 
 from __future__ import annotations
@@ -40,6 +49,12 @@ class Track:
     last_frame: int
     hits: int = 1
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, dtype=np.float32))
+    shot: int = 0  # the shot (between cuts) it was last seen in
+    appearance: np.ndarray | None = None  # sum of its high-score detections' embeddings (direction = mean)
+
+    def add_appearance(self, vector: np.ndarray | None) -> None:
+        if vector is not None and np.isfinite(vector).all():
+            self.appearance = vector.astype(np.float32) if self.appearance is None else self.appearance + vector
 
     def predict(self, frame: int) -> np.ndarray:
         # Capped so a long gap does not fling the box off screen.
@@ -58,6 +73,12 @@ class TrackerConfig:
     duplicate_iou: float = 0.6  # a high detection this close to a same-class matched track is a duplicate
     nms_ios: float = 0.7  # same-class boxes mostly inside one another are one garment (see update)
     class_aware: bool = True
+    cut_distance: float | None = 0.4  # ShotCuts threshold (HSV histogram distance); None: never cut
+    # After a cut: the embedding cosine a garment needs to continue a track from an earlier shot; None:
+    # never (the default: at 0.8 it merged different people's garments of a class, at 0.9 it found few
+    # of the same ones again; bench/eval_tracking.py --revisit --sweep).
+    reid_similarity: float | None = None
+    reid_buffer: int = 150  # sampled frames a track from an earlier shot can be continued (30 s at 5 fps)
 
 
 class GarmentTracker:
@@ -73,10 +94,11 @@ class GarmentTracker:
         self.config = cfg
         self.tracks: list[Track] = []
         self.frame = -1
+        self.shot = 0
         self._next_id = 1
 
     def reset(self) -> None:
-        self.tracks, self.frame, self._next_id = [], -1, 1
+        self.tracks, self.frame, self.shot, self._next_id = [], -1, 0, 1
 
     def _iou(self, tracks: list[Track], dets: Detections, det_idx: np.ndarray) -> np.ndarray:
         if not tracks or not len(det_idx):
@@ -101,11 +123,34 @@ class GarmentTracker:
         track.velocity = 0.5 * track.velocity + 0.5 * (box - track.box) / gap
         track.box, track.score, track.last_frame = box.copy(), float(dets.scores[i]), self.frame
         track.hits += 1
+        if dets.scores[i] >= self.config.high_score:
+            track.add_appearance(self._embedding(dets, i))
 
-    def update(self, detections: Detections) -> Detections:
+    @staticmethod
+    def _embedding(dets: Detections, i: int) -> np.ndarray | None:
+        return None if dets.embeddings is None else dets.embeddings[i]
+
+    def _reidentify(self, dets: Detections, candidates: np.ndarray, matched: set[int]) -> dict[int, Track]:
+        """After a cut: {detection index: track from an earlier shot} by appearance (see the docstring)."""
+        old = [t for t in self.tracks if t.shot < self.shot and t.appearance is not None and t.track_id not in matched]
+        if self.config.reid_similarity is None or not old or dets.embeddings is None or not len(candidates):
+            return {}
+        vectors = dets.embeddings[candidates]
+        usable = np.isfinite(vectors).all(axis=1)
+        means = np.stack([t.appearance / max(np.linalg.norm(t.appearance), 1e-12) for t in old])
+        sim = np.where(usable[None, :], means @ np.nan_to_num(vectors).T, 0.0)
+        same = np.array([t.class_id for t in old])[:, None] == dets.class_ids[candidates][None, :]
+        sim = np.where(same, sim, 0.0)
+        return {int(candidates[c]): old[r] for r, c in self._assign(sim, self.config.reid_similarity)}
+
+    def update(self, detections: Detections, cut: bool = False) -> Detections:
+        """cut: a shot cut happened just before this frame (ShotCuts): positions no longer carry over."""
         cfg = self.config
         self.frame += 1
-        self.tracks = [t for t in self.tracks if self.frame - t.last_frame <= cfg.lost_buffer + 1]
+        self.shot += int(cut)
+        self.tracks = [t for t in self.tracks if self.frame - t.last_frame <= cfg.lost_buffer + 1
+                       or (t.shot < self.shot and self.frame - t.last_frame <= cfg.reid_buffer)]
+        in_shot = [t for t in self.tracks if t.shot == self.shot]
         dets = detections[detections.scores >= cfg.low_score]
         if len(dets) > 1 and cfg.nms_ios < 1:
             # The model's own NMS is per class at IoU 0.5; it keeps a garment's partial duplicates
@@ -118,8 +163,8 @@ class GarmentTracker:
         low = np.flatnonzero(dets.scores < cfg.high_score)
         det_track = np.zeros(len(dets), dtype=np.int64)  # 0 = no track
 
-        # Round 1: high-score detections against every live track (tracked or lost).
-        pool = list(self.tracks)
+        # Round 1: high-score detections against every live track (tracked or lost) of this shot.
+        pool = in_shot
         matched_tracks: set[int] = set()
         for r, c in self._assign(self._iou(pool, dets, high), cfg.match_iou):
             self._extend(pool[r], dets, high[c])
@@ -127,17 +172,28 @@ class GarmentTracker:
             matched_tracks.add(pool[r].track_id)
 
         # Round 2: low-score detections only against tracks seen in the previous frame.
-        recent = [t for t in self.tracks if t.track_id not in matched_tracks and t.last_frame == self.frame - 1]
+        recent = [t for t in in_shot if t.track_id not in matched_tracks and t.last_frame == self.frame - 1]
         for r, c in self._assign(self._iou(recent, dets, low), cfg.low_match_iou):
             self._extend(recent[r], dets, low[c])
             det_track[low[c]] = recent[r].track_id
             matched_tracks.add(recent[r].track_id)
 
-        # New tracks from unmatched high-score detections that do not duplicate a matched garment.
+        # New tracks from unmatched high-score detections that do not duplicate a matched garment, unless
+        # one is a garment from before a cut seen again.
         matched_now = [t for t in self.tracks if t.track_id in matched_tracks]
         new_score = cfg.high_score + 0.1 if cfg.new_track_score is None else cfg.new_track_score
-        for i in high[det_track[high] == 0]:
+        unmatched = high[det_track[high] == 0]
+        seen_before = self._reidentify(dets, unmatched[dets.scores[unmatched] >= new_score], matched_tracks)
+        for i in unmatched:
             if dets.scores[i] < new_score:
+                continue
+            if i in seen_before:
+                track = seen_before[i]
+                track.shot, track.velocity = self.shot, np.zeros(4, dtype=np.float32)
+                track.box = dets.xyxy[i].copy()  # so _extend measures no jump across the cut
+                self._extend(track, dets, i)
+                matched_now.append(track)
+                det_track[i] = track.track_id
                 continue
             if matched_now:
                 overlap = self._iou(matched_now, dets, np.array([i]))[:, 0]
@@ -145,7 +201,8 @@ class GarmentTracker:
                 if overlap.max() >= cfg.duplicate_iou:
                     continue
             track = Track(self._next_id, int(dets.class_ids[i]), dets.xyxy[i].copy(), float(dets.scores[i]),
-                          self.frame, self.frame)
+                          self.frame, self.frame, shot=self.shot)
+            track.add_appearance(self._embedding(dets, i))
             self._next_id += 1
             self.tracks.append(track)
             matched_now.append(track)
@@ -155,3 +212,42 @@ class GarmentTracker:
         out = dets[keep]
         out.track_ids = det_track[keep]
         return out
+
+
+class ShotCuts:
+    """Tells shot cuts in a stream of sampled frames: call it on each frame in order; True when the frame
+    starts a new shot. The test: Bhattacharyya distance between consecutive frames' HSV histograms
+    (16 hues x 4 saturations x 4 values, on a 96-px-wide thumbnail) above `threshold`. A histogram,
+    unlike a pixel difference, barely moves when the camera pans or a person walks between two frames
+    0.2 s apart; `python bench/eval_tracking.py --cuts CLIP` prints a clip's distances (on
+    street-clip-b its 8 cuts measured 0.46-0.68 and nothing within a shot above 0.27).
+    Why written here: PySceneDetect does this (and more) but requires opencv-python, which clashes
+    with the opencv-python-headless this project uses; the test itself is a few lines of OpenCV."""
+
+    WIDTH = 96
+
+    def __init__(self, threshold: float | None = 0.4):
+        self.threshold = threshold
+        self.count = 0
+        self._previous: np.ndarray | None = None
+
+    def distance(self, rgb: np.ndarray) -> float | None:
+        """The frame's distance to the previous one (None for the first), and it becomes the previous."""
+        import cv2
+
+        h, w = rgb.shape[:2]
+        small = cv2.resize(np.ascontiguousarray(rgb), (self.WIDTH, max(1, round(self.WIDTH * h / w))),
+                           interpolation=cv2.INTER_AREA)
+        hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+        hist = cv2.calcHist([hsv], [0, 1, 2], None, [16, 4, 4], [0, 180, 0, 256, 0, 256])
+        hist = cv2.normalize(hist, hist).flatten()
+        previous, self._previous = self._previous, hist
+        return None if previous is None else float(cv2.compareHist(previous, hist, cv2.HISTCMP_BHATTACHARYYA))
+
+    def __call__(self, rgb: np.ndarray) -> bool:
+        if self.threshold is None:
+            return False
+        d = self.distance(rgb)
+        cut = d is not None and d > self.threshold
+        self.count += int(cut)
+        return cut

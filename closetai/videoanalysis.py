@@ -26,7 +26,7 @@ from closetai import ClosetAIError
 from closetai.annotate import annotate
 from closetai.colour import dominant_colour
 from closetai.detections import Detections, decode_mask, encode_mask
-from closetai.track import GarmentTracker, TrackerConfig
+from closetai.track import GarmentTracker, ShotCuts, TrackerConfig
 from closetai.video import (
     DEFAULT_ANALYSIS_FPS,
     H264Writer,
@@ -218,6 +218,7 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
     cfg.high_score = predictor.min_score
     cfg.low_score = min(low_score, predictor.min_score)
     trk = GarmentTracker(cfg)
+    cuts = ShotCuts(cfg.cut_distance)
     # A track starts at a detection of at least this score and its best view only ever rises from there,
     # so detections below it never need an embedding (the second-round low ones are most of a frame's).
     embed_from = cfg.high_score if cfg.new_track_score is None else min(cfg.high_score, cfg.new_track_score)
@@ -235,7 +236,7 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
         timings["inference"] += time.perf_counter() - t0
         for frame, dets in zip(batch, results, strict=True):
             t0 = time.perf_counter()
-            tracked = trk.update(dets)
+            tracked = trk.update(dets, cut=cuts(frame.rgb))
             rles = [encode_mask(m) for m in tracked.masks] if tracked.masks is not None else []
             for i, tid in enumerate(tracked.track_ids):
                 st = stats.setdefault(int(tid), _TrackStats(frame.time, frame.time))
@@ -289,7 +290,7 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
         d = fr.detections[keep]
         d.track_ids = np.array([new_id[int(t)] for t in d.track_ids], dtype=np.int64)
         frames.append(FrameResult(fr.index, fr.source_index, fr.time_s, d,
-                                  [r for r, k in zip(fr.mask_rles, keep, strict=True) if k]))
+                                  [r for r, k in zip(fr.mask_rles, keep, strict=True) if k] if fr.mask_rles else []))
     tracks = []
     for old in kept:
         st = stats[old]
@@ -329,7 +330,8 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
     timings["total"] = time.perf_counter() - t_start
     model = {k: v for k, v in predictor.info.items() if k in ("name", "taxonomy", "device", "embedding")}
     settings = {"min_hits": min_hits, "batch_size": batch_size, "high_score": cfg.high_score,
-                "low_score": cfg.low_score, "match_iou": cfg.match_iou, "lost_buffer": cfg.lost_buffer}
+                "low_score": cfg.low_score, "match_iou": cfg.match_iou, "lost_buffer": cfg.lost_buffer,
+                "shot_cuts": cuts.count if cfg.cut_distance is not None else None}
     return VideoResult(info, analysis_fps, frames, tracks, _timeline(frames, class_names), error is None, error,
                        None if annotated_out is None else str(annotated_out), annotated_mode, model, settings,
                        timings)

@@ -127,3 +127,69 @@ def test_new_track_needs_a_higher_score_than_a_match():
     assert len(tracker.update(dets((10, 10, 110, 210, 0.55, 1)))) == 0  # below 0.5 + 0.1
     assert tracker.update(dets((10, 10, 110, 210, 0.65, 1))).track_ids.tolist() == [1]
     assert tracker.update(dets((12, 10, 112, 210, 0.55, 1))).track_ids.tolist() == [1]  # but extends
+
+
+def with_embeddings(d: Detections, *vectors) -> Detections:
+    d.embeddings = np.array([np.asarray(v, np.float32) / np.linalg.norm(v) for v in vectors], np.float32)
+    return d
+
+
+def test_after_a_cut_the_same_place_is_not_the_same_garment():
+    """Position means nothing across a shot cut: an unlike garment where the old one stood is new."""
+    tracker = GarmentTracker(reid_similarity=0.8)
+    for _ in range(3):
+        tracker.update(with_embeddings(dets((100, 50, 200, 300, 0.9, 1)), [1, 0, 0]))
+    out = tracker.update(with_embeddings(dets((100, 50, 200, 300, 0.9, 1)), [0, 1, 0]), cut=True)
+    assert out.track_ids.tolist() == [2]
+    # without the cut the same frame continues the track
+    tracker = GarmentTracker()
+    for _ in range(3):
+        tracker.update(with_embeddings(dets((100, 50, 200, 300, 0.9, 1)), [1, 0, 0]))
+    assert tracker.update(with_embeddings(dets((100, 50, 200, 300, 0.9, 1)), [0, 1, 0])).track_ids.tolist() == [1]
+
+
+def test_a_garment_seen_again_after_cuts_continues_its_track_by_appearance():
+    tracker = GarmentTracker(reid_similarity=0.8)
+    for i in range(3):  # shot 1: a top (track 1) and a bag (track 2)
+        tracker.update(with_embeddings(dets((100 + i, 50, 200 + i, 300, 0.9, 1), (300, 200, 360, 260, 0.9, 3)),
+                                       [1, 0, 0], [0, 0, 1]))
+    for i in range(12):  # shot 2, longer than lost_buffer: someone else's top
+        out = tracker.update(with_embeddings(dets((400, 50, 500, 300, 0.9, 1)), [0, 1, 0]), cut=i == 0)
+        assert out.track_ids.tolist() == [3]
+    # shot 3: the first top again, elsewhere and slightly changed; a bag unlike the first one
+    out = tracker.update(with_embeddings(dets((10, 80, 110, 330, 0.9, 1), (300, 200, 360, 260, 0.9, 3)),
+                                         [1, 0.2, 0], [0, 1, 0.3]), cut=True)
+    assert out.track_ids.tolist() == [1, 4]
+    # and the continued track is matched by position again within the shot
+    out = tracker.update(with_embeddings(dets((14, 80, 114, 330, 0.9, 1)), [0, 0, 1]))
+    assert out.track_ids.tolist() == [1]
+
+
+def test_without_embeddings_every_garment_after_a_cut_is_new():
+    tracker = GarmentTracker()
+    tracker.update(dets((100, 50, 200, 300, 0.9, 1)))
+    assert tracker.update(dets((100, 50, 200, 300, 0.9, 1)), cut=True).track_ids.tolist() == [2]
+
+
+def test_reid_is_off_by_default_and_never_crosses_classes():
+    tracker = GarmentTracker()
+    tracker.update(with_embeddings(dets((100, 50, 200, 300, 0.9, 1)), [1, 0, 0]))
+    assert tracker.update(with_embeddings(dets((0, 50, 90, 300, 0.9, 1)), [1, 0, 0]), cut=True).track_ids.tolist() == [2]
+    tracker = GarmentTracker(reid_similarity=0.8)
+    tracker.update(with_embeddings(dets((100, 50, 200, 300, 0.9, 1)), [1, 0, 0]))
+    out = tracker.update(with_embeddings(dets((100, 50, 200, 300, 0.9, 2)), [1, 0, 0]), cut=True)
+    assert out.track_ids.tolist() == [2]
+
+
+def test_shot_cuts_tells_a_cut_from_a_pan():
+    from closetai.track import ShotCuts
+
+    rng = np.random.default_rng(0)
+    street = rng.integers(0, 256, (300, 900, 3), dtype=np.uint8)
+    street[:, :450] //= 3  # a darker half, so a pan changes the histogram a little
+    other = np.full((300, 400, 3), (200, 40, 40), np.uint8)
+    cuts = ShotCuts(0.4)
+    pans = [cuts(street[:, x:x + 400]) for x in range(0, 300, 25)]
+    assert pans == [False] * len(pans)
+    assert cuts(other) is True and cuts(other) is False and cuts.count == 1
+    assert ShotCuts(None)(other) is False

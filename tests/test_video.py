@@ -13,6 +13,7 @@ import pytest
 
 from closetai.cli import main
 from closetai.detections import Detections, decode_mask
+from closetai.track import TrackerConfig
 from closetai.video import (
     EmptyVideo,
     H264Writer,
@@ -229,7 +230,6 @@ def test_all_frames_annotated_output_holds_every_frame(tmp_path):
 def test_only_detections_that_can_start_a_track_are_embedded(tmp_path):
     """The engine asks the predictor to embed from the lowest score a track can start at: the tracker's
     high threshold, or its new-track score when that is set lower."""
-    from closetai.track import TrackerConfig
 
     class Recording(RedPredictor):
         def __init__(self):
@@ -258,6 +258,49 @@ def test_flicker_shorter_than_min_hits_is_dropped(tmp_path):
     result = analyse_video(RedPredictor(), clip, fps=None, min_hits=2)
     assert len(result.tracks) == 1
     assert analyse_video(RedPredictor(), clip, fps=None, min_hits=1).tracks[0].frames_seen == 10
+
+
+def test_a_box_only_predictor_is_tracked_too(tmp_path):
+    """A predictor may give boxes without masks (bench/eval_tracking.py replays detections that way):
+    tracks are still counted, flicker still dropped, and frames carry no masks."""
+
+    class BoxesOnly(RedPredictor):
+        def predict_batch(self, frames, min_score=None, **kwargs):
+            out = super().predict_batch(frames, min_score)
+            for d in out:
+                d.masks = None
+            return out
+
+    frames = list(panned_frames(10))
+    frames[4] = frames[4].copy()
+    frames[4][5:20, 90:120] = RED  # a one-frame false blob
+    clip = write_clip(tmp_path / "f.mp4", frames, fps=5)
+    result = analyse_video(BoxesOnly(), clip, fps=None, min_hits=2, annotated_out=tmp_path / "a.mp4")
+    assert [(t.track_id, t.frames_seen) for t in result.tracks] == [(1, 10)]
+    assert all(f.mask_rles == [] and f.detections.track_ids.tolist() == [1] for f in result.frames)
+    assert decode_back(tmp_path / "a.mp4")[0] == "h264"
+
+
+def two_shots(path: Path) -> Path:
+    """A 4 s clip at 5 fps: a red garment at the same place in two shots with different backgrounds."""
+    first = list(panned_frames(10, step=0))
+    second = []
+    for f in first:
+        g = np.full_like(f, (30, 120, 200))
+        g[30:70, 20:50] = RED
+        second.append(g)
+    return write_clip(path, first + second, fps=5)
+
+
+def test_a_shot_cut_ends_position_matching(tmp_path):
+    """Two shots with the red garment in the same place: across the cut the position carries nothing,
+    and this predictor gives no embeddings to recognise it by, so it is counted in each shot."""
+    clip = two_shots(tmp_path / "cut.mp4")
+    result = analyse_video(RedPredictor(), clip, fps=None)
+    assert [(t.track_id, t.frames_seen, t.first_seen_s) for t in result.tracks] == [(1, 10, 0.0), (2, 10, 2.0)]
+    assert result.settings["shot_cuts"] == 1
+    no_cuts = analyse_video(RedPredictor(), clip, fps=None, tracker=TrackerConfig(cut_distance=None))
+    assert len(no_cuts.tracks) == 1 and no_cuts.settings["shot_cuts"] is None
 
 
 def test_cancel_stops_and_leaves_no_output(tmp_path):
@@ -433,6 +476,12 @@ def test_cli_writes_tracks_frames_and_timeline(tmp_path, capsys):
     assert doc["analysis"]["annotated"]["frames"] == "sampled"
     assert decode_back(tmp_path / "o.mp4")[0] == "h264"
     assert "10 frames analysed" in capsys.readouterr().err
+    assert doc["analysis"]["settings"]["shot_cuts"] == 0
+    clip = two_shots(tmp_path / "cut.mp4")
+    for flags, cuts in (([], 1), (["--no-cuts"], None)):
+        assert main(["video", str(clip), "--json", str(tmp_path / "c.json"), "--model", str(tmp_path / "tiny.pt"),
+                     "--device", "cpu", *flags]) == 0
+        assert json.loads((tmp_path / "c.json").read_text())["analysis"]["settings"]["shot_cuts"] == cuts
 
 
 def test_cli_truncated_clip_writes_partial_json_and_exits_2(tmp_path, capsys):

@@ -166,6 +166,17 @@ def test_upload_progress_tracks_and_playable_annotated_video(app, client, tmp_pa
     assert {Path(f).name for f in files} == {"video.mp4", "thumb.jpg", "summary.json", "t1.jpg"}
 
 
+@pytest.mark.parametrize("shot_cuts, tracks", [(True, 2), (False, 1)])
+def test_shot_cuts_setting_decides_whether_a_cut_ends_the_tracks(make_app, tmp_path, shot_cuts, tracks):
+    from tests.test_video import two_shots
+
+    config = {} if shot_cuts else {"VIDEO_SHOT_CUTS": False}  # on by default
+    client = make_app(**config).test_client()
+    job_id = upload(client, two_shots(tmp_path / "cut.mp4").read_bytes()).get_json()["job_id"]
+    assert wait_done(client, job_id)[0]["status"] == "done"
+    assert len(client.get(f"/api/v1/videos/{job_id}").get_json()["tracks"]) == tracks
+
+
 def test_rotated_clip_comes_out_upright(client, tmp_path):
     upright = list(panned_frames(10, h=128, w=96))  # portrait, red blob at x 20-50, y 30-70 (moving right)
     stored = [np.ascontiguousarray(np.rot90(f, k=1)) for f in upright]  # the sensor's landscape
