@@ -149,7 +149,8 @@ class GarmentTracker:
         self.frame += 1
         self.shot += int(cut)
         self.tracks = [t for t in self.tracks if self.frame - t.last_frame <= cfg.lost_buffer + 1
-                       or (t.shot < self.shot and self.frame - t.last_frame <= cfg.reid_buffer)]
+                       or (cfg.reid_similarity is not None and t.shot < self.shot
+                           and self.frame - t.last_frame <= cfg.reid_buffer)]
         in_shot = [t for t in self.tracks if t.shot == self.shot]
         dets = detections[detections.scores >= cfg.low_score]
         if len(dets) > 1 and cfg.nms_ios < 1:
