@@ -20,7 +20,7 @@ import click
 import numpy as np
 from flask import Flask
 
-from closetai import one_malloc_arena
+from closetai import boolean, one_malloc_arena
 from closetai.jobs import (
     DEFAULT_VIDEO_MIN_SIZE,
     JobContext,
@@ -35,15 +35,6 @@ from closetai.web.auth import access_from_config
 
 log = logging.getLogger("closetai.app")
 
-
-def boolean(raw: str) -> bool:
-    """An environment flag: 1/true/yes/on or 0/false/no/off, any case."""
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(raw)
 
 # Environment variable -> (config key, type)
 _ENV = {

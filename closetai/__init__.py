@@ -15,6 +15,16 @@ class ClosetAIError(Exception):
     status = 400
 
 
+def boolean(raw: str) -> bool:
+    """An environment flag: 1/true/yes/on or 0/false/no/off, any case (the web app's and the workers')."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
 def sha256_file(path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB blocks (uploads' content hash; the model a whitening was fitted on)."""
     import hashlib

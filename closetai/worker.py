@@ -34,6 +34,7 @@ import os
 
 from celery import Celery
 
+from closetai import boolean
 from closetai.jobs import DEFAULT_VIDEO_MIN_SIZE, JobContext, VideoSettings, run_delivered_job
 from closetai.store import NotFound, StoreError, store_from_env
 from closetai.video import VideoLimits
@@ -128,8 +129,7 @@ def worker_context() -> JobContext:
                              max_pixels=int(_env_float("CLOSETAI_VIDEO_MAX_PIXELS", 3840 * 2160)))
         video = VideoSettings(fps=_env_float("CLOSETAI_VIDEO_FPS", 5.0),
                               min_size=int(min_size) if min_size else DEFAULT_VIDEO_MIN_SIZE, limits=limits,
-                              shot_cuts=os.environ.get("CLOSETAI_VIDEO_SHOT_CUTS", "1").strip().lower()
-                              not in ("0", "false", "no", "off"))
+                              shot_cuts=boolean(os.environ.get("CLOSETAI_VIDEO_SHOT_CUTS") or "1"))
         _context = JobContext(store=store_from_env(), predictor=predictor, video=video)
         _context_pid = os.getpid()
         log.info("worker process %d: model %s on %s", os.getpid(), predictor.info["name"], predictor.info["device"])
