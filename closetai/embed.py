@@ -35,10 +35,13 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
+
+from closetai.detections import mask_extent
 
 # Which pyramid levels (torchvision FPN names; '0' is stride 4 ... '3' stride 32) and how the box is
 # split (rows x 1 column: a flip swaps left and right, so columns would only hurt). Chosen by
@@ -132,26 +135,35 @@ def mask_weights(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     return roi_align(masks.float(), rois, (SAMPLES, SAMPLES), spatial_scale=1.0, sampling_ratio=2, aligned=True)[:, 0]
 
 
-def hsv_bins(rgb: np.ndarray) -> np.ndarray:
-    """(H, W) int: each pixel's HSV_BINS cell (hue x saturation x value), computed once per image."""
-    import cv2
-
-    hsv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2HSV)
-    nh, ns, nv = HSV_BINS
-    h = np.minimum(hsv[..., 0].astype(np.int32) * nh // 180, nh - 1)
-    return (h * ns + hsv[..., 1].astype(np.int32) * ns // 256) * nv + hsv[..., 2].astype(np.int32) * nv // 256
-
-
-def colour_histogram(rgb: np.ndarray | None, mask: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
+def colour_histogram(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """An HSV histogram of the mask's pixels (hue 8 x saturation 4 x value 4), square-rooted (Hellinger)
-    and L2-normalised: the colour part of a vector, and alone the evaluation's baseline.
-    cells: hsv_bins(rgb) when several garments of one image are described."""
-    cells = hsv_bins(rgb) if cells is None else cells
-    picked = cells[mask.astype(bool)]
+    and L2-normalised: the colour part of a vector, and alone the evaluation's baseline."""
+    return colour_histograms(rgb, np.asarray(mask)[None])[0]
+
+
+def colour_histograms(rgb: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """(N, H, W) masks of one image -> (N, 128) colour_histogram rows.
+
+    OpenCV's calcHist over each mask's own extent: the bins are uniform over H 0-180,
+    S and V 0-256, so a pixel's cell is (h*8//180 * 4 + s*4//256) * 4 + v*4//256 (checked against
+    that formula in tests). Counting with numpy over the whole frame took ~11 ms per 720p frame with 5
+    garments on the 2-core CPU, CPU work that a GPU batch also waits on; this takes ~3 ms.
+    """
     size = int(np.prod(HSV_BINS))
-    if not len(picked):
-        return np.zeros(size, dtype=np.float32)
-    return l2_normalise(np.sqrt(np.bincount(picked, minlength=size) / len(picked)))
+    masks = np.asarray(masks)
+    out = np.zeros((len(masks), size), dtype=np.float32)
+    if not len(masks):
+        return out
+    hsv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2HSV)
+    for i, mask in enumerate(masks):
+        extent = mask_extent(mask)
+        if extent is None:
+            continue
+        y1, y2, x1, x2 = extent
+        m8 = np.ascontiguousarray(mask[y1:y2, x1:x2], dtype=bool).view(np.uint8)
+        hist = cv2.calcHist([hsv[y1:y2, x1:x2]], [0, 1, 2], m8, list(HSV_BINS), [0, 180, 0, 256, 0, 256]).ravel()
+        out[i] = l2_normalise(np.sqrt(hist / hist.sum()))
+    return out
 
 
 def class_probabilities(model: torch.nn.Module, features: dict[str, torch.Tensor], image_index: int,

@@ -131,6 +131,32 @@ def test_a_whitening_file_is_used_only_with_the_model_it_was_fitted_on(tiny_mode
     assert np.allclose(other.embed_regions(rgb, boxes), plain.embed_regions(rgb, boxes), atol=1e-6)
 
 
+def test_colour_histograms_bin_every_hsv_value_as_the_definition_and_ignore_pixels_outside_the_mask():
+    from closetai.embed import HSV_BINS, colour_histogram, colour_histograms
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (180, 256, 3), dtype=np.uint8)
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV).astype(np.int64)
+    nh, ns, nv = HSV_BINS  # the definition: cell = (h*nh//180 * ns + s*ns//256) * nv + v*nv//256
+    cells = (np.minimum(hsv[..., 0] * nh // 180, nh - 1) * ns + hsv[..., 1] * ns // 256) * nv + hsv[..., 2] * nv // 256
+    masks = np.zeros((4, 180, 256), dtype=bool)
+    masks[0] = True
+    masks[1, 20:90, 30:200] = rng.random((70, 170)) > 0.5
+    masks[2, 170:, :3] = True  # a corner
+    # masks[3] empty
+    got = colour_histograms(rgb, masks)
+    for mask, row in zip(masks[:3], got[:3], strict=True):
+        counts = np.bincount(cells[mask], minlength=int(np.prod(HSV_BINS)))
+        want = np.sqrt(counts / counts.sum())
+        np.testing.assert_allclose(row, want / np.linalg.norm(want), rtol=1e-5, atol=1e-7)
+    assert not got[3].any()
+    np.testing.assert_array_equal(colour_histogram(rgb, masks[1]), got[1])
+    # pixels outside the mask do not count: repaint them and nothing changes
+    repainted = rgb.copy()
+    repainted[~masks[1]] = 255 - repainted[~masks[1]]
+    np.testing.assert_array_equal(colour_histograms(repainted, masks[1:2])[0], got[1])
+
+
 def test_detections_validate_and_slice_embeddings():
     d = Detections([[0, 0, 1, 1], [1, 1, 2, 2]], [0.9, 0.8], [1, 1], ("top",), embeddings=np.eye(2))
     assert d[np.array([False, True])].embeddings.tolist() == [[0.0, 1.0]]
