@@ -2,8 +2,11 @@
 
 Frames are crops of a CCP photo when ../shared is there (garments in view, so mask heads and pasting
 do real work), else noise. Times with CUDA synchronisation, after warm-up; prints a table for
-bf16 autocast (the Predictor's CUDA default) and fp32.
-Usage: python bench/bench_gpu.py [--batch 8] [--iters 20]
+bf16 autocast (the Predictor's CUDA default) and fp32, with where a frame's time went (predict_batch's
+timings: to tensor, the model, post-processing, embedding; the last two are mostly CPU work the GPU
+waits on). `--device cpu` prints the same breakdown on the CPU (fp32 only), to see that CPU share
+without a GPU.
+Usage: python bench/bench_gpu.py [--batch 8] [--iters 20] [--device cuda|cpu]
 """
 
 from __future__ import annotations
@@ -39,29 +42,39 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--model")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads (the Predictor's default)")
     a = ap.parse_args()
-    if not torch.cuda.is_available():
-        print("no CUDA GPU: nothing to measure")
+    cuda = a.device == "cuda"
+    if cuda and not torch.cuda.is_available():
+        print("no CUDA GPU: nothing to measure (--device cpu times the CPU side)")
         return
-    predictor = Predictor(a.model, device="cuda")
+    predictor = Predictor(a.model, device=a.device, threads=a.threads)
     batch = frames(a.batch)
-    print(f"{torch.cuda.get_device_name(0)}, model {predictor.info['name']}, short side "
+    where = torch.cuda.get_device_name(0) if cuda else f"CPU, {a.threads} threads"
+    print(f"{where}, model {predictor.info['name']}, short side "
           f"{predictor.meta['config']['min_size']}, batch {a.batch} of 720x1280 frames")
-    print(f"{'precision':>10} {'median s/batch':>15} {'frames/s':>9} {'garments/frame':>15}")
-    for name, amp in (("bf16", True), ("fp32", False)):
+    stages = ("preprocess", "inference", "postprocess", "embed")
+    print(f"{'precision':>10} {'median s/batch':>15} {'frames/s':>9} {'garments/frame':>15}   "
+          f"ms per frame: {' / '.join(stages)}")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    for name, amp in (("bf16", True), ("fp32", False)) if cuda else (("fp32", False),):
         predictor.amp = amp
-        for _ in range(3):
+        for _ in range(3 if cuda else 1):
             predictor.predict_batch(batch)
-        torch.cuda.synchronize()
-        times, found = [], 0
+        sync()
+        times, found, spent = [], 0, {k: [] for k in stages}
         for _ in range(a.iters):
             t0 = time.perf_counter()
             dets = predictor.predict_batch(batch)
-            torch.cuda.synchronize()
+            sync()
             times.append(time.perf_counter() - t0)
             found = sum(len(d) for d in dets)
+            for k in stages:
+                spent[k].append(predictor.timings[k] * 1000 / a.batch)
         med = statistics.median(times)
-        print(f"{name:>10} {med:>15.4f} {a.batch / med:>9.1f} {found / a.batch:>15.1f}")
+        split = " / ".join(f"{statistics.median(spent[k]):.1f}" for k in stages)
+        print(f"{name:>10} {med:>15.4f} {a.batch / med:>9.1f} {found / a.batch:>15.1f}   {split}")
 
 
 if __name__ == "__main__":
