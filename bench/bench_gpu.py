@@ -6,7 +6,9 @@ bf16 autocast (the Predictor's CUDA default) and fp32, with where a frame's time
 timings: to tensor, the model, post-processing, embedding; the last two are mostly CPU work the GPU
 waits on). `--device cpu` prints the same breakdown on the CPU (fp32 only), to see that CPU share
 without a GPU.
-Usage: python bench/bench_gpu.py [--batch 8] [--iters 20] [--device cuda|cpu]
+`--profile N` then runs N more fp32 batches under torch.profiler and prints the ops that took the most
+time on the CPU and on the device, to find what a batch waits on.
+Usage: python bench/bench_gpu.py [--batch 8] [--iters 20] [--device cuda|cpu] [--profile 3]
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def main() -> None:
     ap.add_argument("--model")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (the Predictor's default)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N", help="then profile N fp32 batches")
     a = ap.parse_args()
     cuda = a.device == "cuda"
     if cuda and not torch.cuda.is_available():
@@ -75,6 +78,27 @@ def main() -> None:
         med = statistics.median(times)
         split = " / ".join(f"{statistics.median(spent[k]):.1f}" for k in stages)
         print(f"{name:>10} {med:>15.4f} {a.batch / med:>9.1f} {found / a.batch:>15.1f}   {split}")
+    if a.profile:
+        profile(predictor, batch, a.profile, cuda)
+
+
+def profile(predictor: Predictor, batch: list[np.ndarray], n: int, cuda: bool) -> None:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    predictor.amp = False
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch_profile(activities=activities) as prof:
+        for _ in range(n):
+            predictor.predict_batch(batch)
+            if cuda:
+                torch.cuda.synchronize()
+    table = prof.key_averages()
+    print(f"\ntorch.profiler, {n} fp32 batches of {len(batch)}: ops by self CPU time")
+    print(table.table(sort_by="self_cpu_time_total", row_limit=20, max_name_column_width=48))
+    if cuda:
+        print("ops by self device time")
+        print(table.table(sort_by="self_device_time_total", row_limit=20, max_name_column_width=48))
 
 
 if __name__ == "__main__":

@@ -8,5 +8,5 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 mkdir -p ../shared/data/ccp/photos && cp gpucheck/*.jpg ../shared/data/ccp/photos/ 2>/dev/null
 nvidia-smi -L
-timeout 90 python3 bench/bench_gpu.py --batch 8 --iters 10 2>&1 | tee "$OUT/gpu_batch.log"
+timeout 120 python3 bench/bench_gpu.py --batch 8 --iters 10 --profile 3 2>&1 | tee "$OUT/gpu_batch.log"
 timeout 150 python3 bench/bench_video.py --device cuda --seconds 15 --batch-size 8 2>&1 | tee "$OUT/gpu_video.log"
