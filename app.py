@@ -60,6 +60,7 @@ _ENV = {
     "CLOSETAI_VIDEO_MAX_DURATION_S": ("VIDEO_MAX_DURATION_S", float),
     "CLOSETAI_VIDEO_MAX_PIXELS": ("VIDEO_MAX_PIXELS", int),
     "CLOSETAI_VIDEO_SHOT_CUTS": ("VIDEO_SHOT_CUTS", boolean),
+    "CLOSETAI_VIDEO_REID": ("VIDEO_REID", boolean),
     "CLOSETAI_JOB_WORKERS": ("JOB_WORKERS", int),
     "CLOSETAI_JOB_STALE_S": ("JOB_STALE_S", float),
     "CLOSETAI_BROKER_URL": ("BROKER_URL", str),
@@ -124,6 +125,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         # Tracks end at shot cuts (closetai.track): different people in one place are not one garment;
         # the same outfit shown again after a cut is counted again. False: tracks carry across cuts.
         VIDEO_SHOT_CUTS=True,
+        VIDEO_REID=True,
         VIDEO_MAX_UPLOAD_MB=200.0,
         VIDEO_MAX_DURATION_S=300.0,  # 5 min of clip is ~15 min of analysis on a 2-core CPU
         VIDEO_MAX_PIXELS=3840 * 2160,
@@ -169,7 +171,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     video = VideoSettings(fps=app.config["VIDEO_FPS"], min_size=app.config["VIDEO_MIN_SIZE"] or None,
                           batch_size=app.config["VIDEO_BATCH_SIZE"],
                           annotate_all_frames=app.config["VIDEO_ANNOTATE_ALL_FRAMES"],
-                          shot_cuts=app.config["VIDEO_SHOT_CUTS"],
+                          shot_cuts=app.config["VIDEO_SHOT_CUTS"], reid=app.config["VIDEO_REID"],
                           limits=VideoLimits(max_duration_s=app.config["VIDEO_MAX_DURATION_S"],
                                              max_pixels=app.config["VIDEO_MAX_PIXELS"]))
     app.extensions["closetai.video_settings"] = video

@@ -20,8 +20,9 @@ frame) and belongs to the garment that most of its frames matched (none: a false
 A still photo panned is easier than a street clip (nobody turns round, no motion blur from walking), so
 these are the optimistic end; what they are for is comparing tracker settings and test-time changes on
 the same frames. --revisit gives every photo a second shot later on (the same outfit again, as reels
-cut back to it), which the tracker should recognise by appearance. --sweep replays the recorded detections through other tracker settings (no second
-detector pass); --compare also runs the detector without its test-time changes (closetai.model).
+cut back to it, a minute or two later), which the tracker should recognise by appearance. --sweep
+replays the recorded detections through other tracker settings (no second detector pass); --compare
+also runs the detector without its test-time changes (closetai.model).
 --half a / b: the even / odd photos of the validation split (tune on one, report on the other).
 """
 
@@ -159,9 +160,9 @@ def score_tracks(result, truth: Truth) -> dict:
 
 
 class Replay:
-    """A predictor stand-in: the first pass records the real predictor's detections (masks and
-    embeddings dropped), later passes hand them back in the same order, so tracker settings can be
-    compared on identical detections."""
+    """A predictor stand-in: the first pass records the real predictor's detections (masks dropped,
+    embeddings kept for re-identification), later passes hand them back in the same order, so tracker
+    settings can be compared on identical detections."""
 
     def __init__(self, predictor):
         self.predictor, self.recorded, self.cursor = predictor, [], None
@@ -186,8 +187,10 @@ class Replay:
 
 SWEEP = [  # (name, high score = the photo threshold, min_hits, closetai.track.TrackerConfig changes)
     ("no cut detection", 0.5, 3, {"cut_distance": None}),
-    ("re-id at 0.8", 0.5, 3, {"reid_similarity": 0.8}),
+    ("no re-id", 0.5, 3, {"reid_similarity": None}),
     ("re-id at 0.9", 0.5, 3, {"reid_similarity": 0.9}),
+    ("re-id at 0.97", 0.5, 3, {"reid_similarity": 0.97}),
+    ("re-id within 30 s", 0.5, 3, {"reid_buffer": 150}),
     ("new track 0.5", 0.5, 3, {"new_track_score": 0.5}),
     ("new track 0.7", 0.5, 3, {"new_track_score": 0.7}),
     ("high 0.4, new 0.5", 0.4, 3, {"new_track_score": 0.5}),
@@ -224,7 +227,8 @@ def print_cuts(clips: list[str], predictor) -> None:
         print(f"{clip}: {len(found) + 1} sampled frames, {above} cuts (distance > {threshold}); largest distances:")
         print("  " + ", ".join(f"{d:.2f} at {t:.1f} s" for d, t in found[:above + 6]))
         replay = Replay(predictor)
-        for name, cfg in (("with cut detection", TrackerConfig()), ("without", TrackerConfig(cut_distance=None))):
+        for name, cfg in (("with cut detection", TrackerConfig()), ("with cuts, no re-id",
+                          TrackerConfig(reid_similarity=None)), ("without", TrackerConfig(cut_distance=None))):
             tracks = analyse_video(replay, clip, tracker=cfg).tracks
             replay.replay()
             print(f"  tracks {name}: {len(tracks)} ("

@@ -154,7 +154,7 @@ def _cmd_video(a: argparse.Namespace) -> int:
 
     from closetai.evaluate import write_json_atomic
     from closetai.predict import Predictor
-    from closetai.track import TrackerConfig
+    from closetai.track import REID_SIMILARITY, TrackerConfig
     from closetai.video import VideoLimits, probe_video
     from closetai.videoanalysis import analyse_video
 
@@ -169,7 +169,8 @@ def _cmd_video(a: argparse.Namespace) -> int:
         result = analyse_video(predictor, a.clip, fps=a.fps or None, annotated_out=a.annotated,
                                on_progress=on_progress, batch_size=a.batch_size, limits=limits,
                                min_hits=a.min_hits, annotate_all_frames=a.all_frames,
-                               tracker=TrackerConfig(cut_distance=None) if a.no_cuts else None)
+                               tracker=TrackerConfig(cut_distance=None if a.no_cuts else TrackerConfig.cut_distance,
+                                                     reid_similarity=None if a.no_reid else REID_SIMILARITY))
     write_json_atomic(result.to_json(), a.json)
     counts = {}
     for t in result.tracks:
@@ -499,7 +500,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-size", type=int, help="inference short side (default: the model's); smaller is faster")
     s.add_argument("--min-hits", type=int, default=3, help="drop tracks seen in fewer analysed frames")
     s.add_argument("--no-cuts", action="store_true",
-                   help="keep tracks across shot cuts (by default a cut ends them: a garment after it is new)")
+                   help="keep tracks across shot cuts by position (by default a cut ends position matching)")
+    s.add_argument("--no-reid", action="store_true",
+                   help="after a cut every garment is new (by default one that looks like a garment of an "
+                        "earlier shot continues its track)")
     s.add_argument("--max-duration", type=float, default=600.0, help="seconds")
     s.add_argument("--max-pixels", type=int, default=3840 * 2160, help="per frame")
     s.add_argument("--quiet", action="store_true", help="no progress bar")

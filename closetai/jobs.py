@@ -87,6 +87,7 @@ class VideoSettings:
     annotate_all_frames: bool = False
     limits: VideoLimits = field(default_factory=VideoLimits)
     shot_cuts: bool = True  # tracks end at shot cuts (closetai.track.ShotCuts)
+    reid: bool = True  # after a cut, a garment that looks like one of an earlier shot continues its track
 
 
 @dataclass
@@ -467,7 +468,7 @@ def video_records(result, params: dict[str, Any], annotated: Path, crop_side: in
 def run_video_job(job_id: int, ctx: JobContext) -> None:
     """Analyse the job's uploaded clip and store the analysis, tracks, detections and media atomically.
     A clip corrupt midway is stored with what was analysed; the job is 'done' with the reason in `error`."""
-    from closetai.track import TrackerConfig
+    from closetai.track import REID_SIMILARITY, TrackerConfig
     from closetai.videoanalysis import analyse_video
 
     store = ctx.store
@@ -487,7 +488,8 @@ def run_video_job(job_id: int, ctx: JobContext) -> None:
             fps=params.get("fps", settings.fps), annotated_out=annotated, on_progress=progress,
             batch_size=settings.batch_size, limits=settings.limits,
             annotate_all_frames=settings.annotate_all_frames, should_stop=ctx.should_stop,
-            tracker=None if settings.shot_cuts else TrackerConfig(cut_distance=None))
+            tracker=TrackerConfig(cut_distance=TrackerConfig.cut_distance if settings.shot_cuts else None,
+                                  reid_similarity=REID_SIMILARITY if settings.reid else None))
         if result.error:
             result.error = _as_uploaded(result.error, upload, filename)
         result.settings["min_size"] = settings.min_size

@@ -21,11 +21,11 @@ opened on a detection that duplicates a garment of the same class already matche
 Shot cuts (street-fashion clips are mostly edited reels): across a cut a box's position says nothing,
 and matching by IoU merged different people's dresses that happened to stand in the same place
 (bench/eval_tracking.py). So `update(..., cut=True)` (ShotCuts, below, tells) ends position matching for
-every track. A garment after the cut can continue a track from before it only by appearance, when
-reid_similarity is set: same class and cosine >= reid_similarity between its embedding (closetai.embed,
-computed for the similar-items index anyway) and the track's mean embedding. That is off by default:
-the similar-items vectors do not tell two black coats apart well enough (see TrackerConfig), so the
-same outfit shown again after a cut is counted again.
+every track. A garment after the cut can continue a track from before it only by appearance: same
+class and cosine >= reid_similarity between its embedding (closetai.embed, computed for the
+similar-items index anyway) and the track's mean embedding, one-to-one, from any earlier shot of the
+clip. At a lower cosine (0.8) the similar-items vectors merge different people's garments of a class;
+at a very high one (0.98) they rejoin few; bench/eval_tracking.py --revisit --sweep measures both ways.
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ class Track:
         return self.box + self.velocity * gap
 
 
+REID_SIMILARITY = 0.94
+
+
 @dataclass
 class TrackerConfig:
     high_score: float = 0.5  # detections at or above start tracks and join the first round
@@ -74,11 +77,13 @@ class TrackerConfig:
     nms_ios: float = 0.7  # same-class boxes mostly inside one another are one garment (see update)
     class_aware: bool = True
     cut_distance: float | None = 0.4  # ShotCuts threshold (HSV histogram distance); None: never cut
-    # After a cut: the embedding cosine a garment needs to continue a track from an earlier shot; None:
-    # never (the default: at 0.8 it merged different people's garments of a class, at 0.9 it found few
-    # of the same ones again; bench/eval_tracking.py --revisit --sweep).
-    reid_similarity: float | None = None
-    reid_buffer: int = 150  # sampled frames a track from an earlier shot can be continued (30 s at 5 fps)
+    # After a cut: the embedding cosine a garment needs to continue a track from an earlier shot (same
+    # class only); None: never. Chosen on the even validation photos with every outfit shown twice
+    # (bench/eval_tracking.py --half a --revisit --sweep); see the module docstring for what it costs.
+    reid_similarity: float | None = REID_SIMILARITY
+    # Sampled frames after which a track from an earlier shot can no longer be continued; None: the whole
+    # clip. Reels cut back to an outfit minutes later, and a 30 s memory rejoined almost none.
+    reid_buffer: int | None = None
 
 
 class GarmentTracker:
@@ -150,7 +155,7 @@ class GarmentTracker:
         self.shot += int(cut)
         self.tracks = [t for t in self.tracks if self.frame - t.last_frame <= cfg.lost_buffer + 1
                        or (cfg.reid_similarity is not None and t.shot < self.shot
-                           and self.frame - t.last_frame <= cfg.reid_buffer)]
+                           and (cfg.reid_buffer is None or self.frame - t.last_frame <= cfg.reid_buffer))]
         in_shot = [t for t in self.tracks if t.shot == self.shot]
         dets = detections[detections.scores >= cfg.low_score]
         if len(dets) > 1 and cfg.nms_ios < 1:

@@ -331,7 +331,8 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
     model = {k: v for k, v in predictor.info.items() if k in ("name", "taxonomy", "device", "embedding")}
     settings = {"min_hits": min_hits, "batch_size": batch_size, "high_score": cfg.high_score,
                 "low_score": cfg.low_score, "match_iou": cfg.match_iou, "lost_buffer": cfg.lost_buffer,
-                "shot_cuts": cuts.count if cfg.cut_distance is not None else None}
+                "shot_cuts": cuts.count if cfg.cut_distance is not None else None,
+                "reid_similarity": cfg.reid_similarity if cfg.cut_distance is not None else None}
     return VideoResult(info, analysis_fps, frames, tracks, _timeline(frames, class_names), error is None, error,
                        None if annotated_out is None else str(annotated_out), annotated_mode, model, settings,
                        timings)

@@ -23,8 +23,8 @@ Settings are read from the environment, as the web app's are (instance/config.py
 file and is not read here): CLOSETAI_BROKER_URL, CLOSETAI_DATABASE_URL / CLOSETAI_INSTANCE /
 CLOSETAI_MEDIA_ROOT (the shared database and media folder), CLOSETAI_MODEL, CLOSETAI_DEVICE,
 CLOSETAI_THREADS (torch threads per process), CLOSETAI_VIDEO_FPS, CLOSETAI_VIDEO_MIN_SIZE,
-CLOSETAI_VIDEO_MAX_DURATION_S, CLOSETAI_VIDEO_MAX_PIXELS, CLOSETAI_VIDEO_SHOT_CUTS, CLOSETAI_JOB_STALE_S,
-CLOSETAI_BROKER_VISIBILITY_S.
+CLOSETAI_VIDEO_MAX_DURATION_S, CLOSETAI_VIDEO_MAX_PIXELS, CLOSETAI_VIDEO_SHOT_CUTS, CLOSETAI_VIDEO_REID,
+CLOSETAI_JOB_STALE_S, CLOSETAI_BROKER_VISIBILITY_S.
 """
 
 from __future__ import annotations
@@ -129,7 +129,8 @@ def worker_context() -> JobContext:
                              max_pixels=int(_env_float("CLOSETAI_VIDEO_MAX_PIXELS", 3840 * 2160)))
         video = VideoSettings(fps=_env_float("CLOSETAI_VIDEO_FPS", 5.0),
                               min_size=int(min_size) if min_size else DEFAULT_VIDEO_MIN_SIZE, limits=limits,
-                              shot_cuts=boolean(os.environ.get("CLOSETAI_VIDEO_SHOT_CUTS") or "1"))
+                              shot_cuts=boolean(os.environ.get("CLOSETAI_VIDEO_SHOT_CUTS") or "1"),
+                              reid=boolean(os.environ.get("CLOSETAI_VIDEO_REID") or "1"))
         _context = JobContext(store=store_from_env(), predictor=predictor, video=video)
         _context_pid = os.getpid()
         log.info("worker process %d: model %s on %s", os.getpid(), predictor.info["name"], predictor.info["device"])

@@ -171,14 +171,34 @@ def test_without_embeddings_every_garment_after_a_cut_is_new():
     assert tracker.update(dets((100, 50, 200, 300, 0.9, 1)), cut=True).track_ids.tolist() == [2]
 
 
-def test_reid_is_off_by_default_and_never_crosses_classes():
-    tracker = GarmentTracker()
-    tracker.update(with_embeddings(dets((100, 50, 200, 300, 0.9, 1)), [1, 0, 0]))
-    assert tracker.update(with_embeddings(dets((0, 50, 90, 300, 0.9, 1)), [1, 0, 0]), cut=True).track_ids.tolist() == [2]
-    tracker = GarmentTracker(reid_similarity=0.8)
-    tracker.update(with_embeddings(dets((100, 50, 200, 300, 0.9, 1)), [1, 0, 0]))
-    out = tracker.update(with_embeddings(dets((100, 50, 200, 300, 0.9, 2)), [1, 0, 0]), cut=True)
-    assert out.track_ids.tolist() == [2]
+def test_reid_is_on_by_default_at_a_high_cosine_and_never_crosses_classes():
+    from closetai.track import REID_SIMILARITY
+
+    def after_cut(tracker, second, label=1):
+        tracker.update(with_embeddings(dets((100, 50, 200, 300, 0.9, 1)), [1, 0, 0]))
+        return tracker.update(with_embeddings(dets((0, 50, 90, 300, 0.9, label)), second), cut=True).track_ids.tolist()
+
+    angle = np.arccos(REID_SIMILARITY)
+    near = [np.cos(angle * 0.9), np.sin(angle * 0.9), 0]  # just inside the default cosine
+    far = [np.cos(angle * 1.1), np.sin(angle * 1.1), 0]  # just outside
+    assert after_cut(GarmentTracker(), near) == [1]
+    assert after_cut(GarmentTracker(), far) == [2]
+    assert after_cut(GarmentTracker(reid_similarity=None), [1, 0, 0]) == [2]
+    assert after_cut(GarmentTracker(reid_similarity=0.8), [1, 0, 0], label=2) == [2]
+
+
+def test_reid_remembers_the_whole_clip_unless_given_a_buffer():
+    def rejoined(**config) -> bool:
+        tracker = GarmentTracker(**config)
+        for _ in range(3):
+            tracker.update(with_embeddings(dets((100, 50, 200, 300, 0.9, 1)), [1, 0, 0]))
+        for i in range(400):  # 80 s at 5 fps of someone else
+            tracker.update(with_embeddings(dets((400, 50, 500, 300, 0.9, 1)), [0, 1, 0]), cut=i == 0)
+        out = tracker.update(with_embeddings(dets((10, 80, 110, 330, 0.9, 1)), [1, 0.1, 0]), cut=True)
+        return out.track_ids.tolist() == [1]
+
+    assert rejoined()
+    assert not rejoined(reid_buffer=150)
 
 
 def test_shot_cuts_tells_a_cut_from_a_pan():

@@ -13,7 +13,7 @@ import pytest
 
 from closetai.cli import main
 from closetai.detections import Detections, decode_mask
-from closetai.track import TrackerConfig
+from closetai.track import REID_SIMILARITY, TrackerConfig
 from closetai.video import (
     EmptyVideo,
     H264Writer,
@@ -303,6 +303,30 @@ def test_a_shot_cut_ends_position_matching(tmp_path):
     assert len(no_cuts.tracks) == 1 and no_cuts.settings["shot_cuts"] is None
 
 
+class LookingRedPredictor(RedPredictor):
+    """RedPredictor with an appearance vector per garment: the blob's mean colour (as the similar-items
+    vector would say "the same red garment")."""
+
+    def predict_batch(self, frames, min_score=None, **kwargs):
+        out = super().predict_batch(frames, min_score)
+        for rgb, d in zip(frames, out, strict=True):
+            if len(d):
+                d.embeddings = np.stack([rgb[m].mean(axis=0) / np.linalg.norm(rgb[m].mean(axis=0))
+                                         for m in d.masks]).astype(np.float32)
+        return out
+
+
+def test_a_garment_that_looks_the_same_after_a_cut_keeps_its_track(tmp_path):
+    clip = two_shots(tmp_path / "cut.mp4")
+    result = analyse_video(LookingRedPredictor(), clip, fps=None)
+    assert [(t.track_id, t.frames_seen, t.first_seen_s) for t in result.tracks] == [(1, 20, 0.0)]
+    assert result.settings["shot_cuts"] == 1 and result.settings["reid_similarity"] == REID_SIMILARITY
+    ids = {f.detections.track_ids.tolist()[0] for f in result.frames if len(f.detections)}
+    assert ids == {1}  # the frames after the cut carry the first shot's track id
+    no_reid = analyse_video(LookingRedPredictor(), clip, fps=None, tracker=TrackerConfig(reid_similarity=None))
+    assert [t.track_id for t in no_reid.tracks] == [1, 2] and no_reid.settings["reid_similarity"] is None
+
+
 def test_cancel_stops_and_leaves_no_output(tmp_path):
     clip = write_clip(tmp_path / "pan.mp4", panned_frames(20), fps=10)
     out = tmp_path / "ann.mp4"
@@ -478,10 +502,11 @@ def test_cli_writes_tracks_frames_and_timeline(tmp_path, capsys):
     assert "10 frames analysed" in capsys.readouterr().err
     assert doc["analysis"]["settings"]["shot_cuts"] == 0
     clip = two_shots(tmp_path / "cut.mp4")
-    for flags, cuts in (([], 1), (["--no-cuts"], None)):
+    for flags, cuts, reid in (([], 1, REID_SIMILARITY), (["--no-cuts"], None, None), (["--no-reid"], 1, None)):
         assert main(["video", str(clip), "--json", str(tmp_path / "c.json"), "--model", str(tmp_path / "tiny.pt"),
                      "--device", "cpu", *flags]) == 0
-        assert json.loads((tmp_path / "c.json").read_text())["analysis"]["settings"]["shot_cuts"] == cuts
+        settings = json.loads((tmp_path / "c.json").read_text())["analysis"]["settings"]
+        assert (settings["shot_cuts"], settings["reid_similarity"]) == (cuts, reid)
 
 
 def test_cli_truncated_clip_writes_partial_json_and_exits_2(tmp_path, capsys):

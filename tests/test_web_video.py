@@ -177,6 +177,18 @@ def test_shot_cuts_setting_decides_whether_a_cut_ends_the_tracks(make_app, tmp_p
     assert len(client.get(f"/api/v1/videos/{job_id}").get_json()["tracks"]) == tracks
 
 
+@pytest.mark.parametrize("reid, tracks", [(True, 1), (False, 2)])
+def test_reid_setting_decides_whether_a_garment_seen_again_after_a_cut_keeps_its_track(make_app, tmp_path, reid,
+                                                                                        tracks):
+    from tests.test_video import LookingRedPredictor, two_shots
+
+    config = {} if reid else {"VIDEO_REID": False}  # on by default
+    client = make_app(LookingRedPredictor(), **config).test_client()
+    job_id = upload(client, two_shots(tmp_path / "cut.mp4").read_bytes()).get_json()["job_id"]
+    assert wait_done(client, job_id)[0]["status"] == "done"
+    assert len(client.get(f"/api/v1/videos/{job_id}").get_json()["tracks"]) == tracks
+
+
 def test_rotated_clip_comes_out_upright(client, tmp_path):
     upright = list(panned_frames(10, h=128, w=96))  # portrait, red blob at x 20-50, y 30-70 (moving right)
     stored = [np.ascontiguousarray(np.rot90(f, k=1)) for f in upright]  # the sensor's landscape
