@@ -122,9 +122,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         # The annotated video holds the analysed frames (at VIDEO_FPS), not every frame: annotating and
         # encoding all 450 frames of a 15 s 720x1280 clip costs ~15-20 s on 2 cores, a third of the budget.
         VIDEO_ANNOTATE_ALL_FRAMES=False,
-        # Tracks end at shot cuts (closetai.track): different people in one place are not one garment;
-        # the same outfit shown again after a cut is counted again. False: tracks carry across cuts.
+        # Position matching ends at shot cuts (closetai.track): different people in one place are not one
+        # garment. False: tracks carry across cuts by position.
         VIDEO_SHOT_CUTS=True,
+        # After a cut, a garment that looks like one of an earlier shot (same class, cosine >= 0.94)
+        # continues its track, so an outfit a reel cuts back to is counted once. False: it is new.
         VIDEO_REID=True,
         VIDEO_MAX_UPLOAD_MB=200.0,
         VIDEO_MAX_DURATION_S=300.0,  # 5 min of clip is ~15 min of analysis on a 2-core CPU
