@@ -154,7 +154,7 @@ def _cmd_video(a: argparse.Namespace) -> int:
 
     from closetai.evaluate import write_json_atomic
     from closetai.predict import Predictor
-    from closetai.track import REID_SIMILARITY, TrackerConfig
+    from closetai.track import tracker_config
     from closetai.video import VideoLimits, probe_video
     from closetai.videoanalysis import analyse_video
 
@@ -169,8 +169,7 @@ def _cmd_video(a: argparse.Namespace) -> int:
         result = analyse_video(predictor, a.clip, fps=a.fps or None, annotated_out=a.annotated,
                                on_progress=on_progress, batch_size=a.batch_size, limits=limits,
                                min_hits=a.min_hits, annotate_all_frames=a.all_frames,
-                               tracker=TrackerConfig(cut_distance=None if a.no_cuts else TrackerConfig.cut_distance,
-                                                     reid_similarity=None if a.no_reid else REID_SIMILARITY))
+                               tracker=tracker_config(shot_cuts=not a.no_cuts, reid=not a.no_reid))
     write_json_atomic(result.to_json(), a.json)
     counts = {}
     for t in result.tracks:

@@ -468,7 +468,7 @@ def video_records(result, params: dict[str, Any], annotated: Path, crop_side: in
 def run_video_job(job_id: int, ctx: JobContext) -> None:
     """Analyse the job's uploaded clip and store the analysis, tracks, detections and media atomically.
     A clip corrupt midway is stored with what was analysed; the job is 'done' with the reason in `error`."""
-    from closetai.track import REID_SIMILARITY, TrackerConfig
+    from closetai.track import tracker_config
     from closetai.videoanalysis import analyse_video
 
     store = ctx.store
@@ -488,8 +488,7 @@ def run_video_job(job_id: int, ctx: JobContext) -> None:
             fps=params.get("fps", settings.fps), annotated_out=annotated, on_progress=progress,
             batch_size=settings.batch_size, limits=settings.limits,
             annotate_all_frames=settings.annotate_all_frames, should_stop=ctx.should_stop,
-            tracker=TrackerConfig(cut_distance=TrackerConfig.cut_distance if settings.shot_cuts else None,
-                                  reid_similarity=REID_SIMILARITY if settings.reid else None))
+            tracker=tracker_config(shot_cuts=settings.shot_cuts, reid=settings.reid))
         if result.error:
             result.error = _as_uploaded(result.error, upload, filename)
         result.settings["min_size"] = settings.min_size

@@ -86,6 +86,17 @@ class TrackerConfig:
     reid_buffer: int | None = None
 
 
+def tracker_config(shot_cuts: bool = True, reid: bool = True) -> TrackerConfig:
+    """The defaults with the two user switches (web VIDEO_SHOT_CUTS / VIDEO_REID, CLI --no-cuts /
+    --no-reid): without cut detection there is no re-identification either (nothing ends a track)."""
+    cfg = TrackerConfig()
+    if not shot_cuts:
+        cfg.cut_distance = None
+    if not reid:
+        cfg.reid_similarity = None
+    return cfg
+
+
 class GarmentTracker:
     """`update(detections)` once per sampled frame, in order -> the detections that belong to a track,
     with `track_ids` set. Track ids are positive, increasing, never reused."""
