@@ -22,6 +22,18 @@ DEFAULT_MAX_PIXELS = 40_000_000
 ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "HEIF", "MPO", "BMP", "TIFF"}
 
 
+# The fewest bytes a complete file of each format needs per megapixel, with a wide margin. A file
+# smaller than that for the size its header declares is truncated or crafted, and some decoders (libjpeg)
+# fill what is missing with grey instead of failing: a 1.5 kB JPEG declaring 6000x6000 would decode to
+# 36 megapixels. JPEG: Huffman coding spends at least 2 bits per 8x8 block and component (~3.9 kB/MP for
+# grey); arithmetic-coded JPEG, which cameras do not write, can go below this and is refused. PNG:
+# deflate stops at ~1032:1, ~970 B/MP for one byte per pixel. WebP lossless and HEIF compress a flat
+# image to ~40-300 B/MP; no photo comes close.
+MIN_BYTES_PER_MEGAPIXEL = {"JPEG": 1500, "MPO": 1500, "PNG": 500}
+DEFAULT_MIN_BYTES_PER_MEGAPIXEL = 20
+SIZE_CHECK_ABOVE_PIXELS = 1_000_000  # smaller images are cheap to decode whatever their file holds
+
+
 class BadImage(ClosetAIError):
     status = 400
 
@@ -72,6 +84,7 @@ def load_rgb(source: str | os.PathLike | bytes, name: str | None = None,
             raise ImageTooLarge(f"image too large: {w}x{h} pixels (limit {max_pixels:,}): {name}")
         if w < 1 or h < 1:
             raise BadImage(f"image has no pixels: {name}")
+        _check_file_holds(img, w, h, _file_size(source), name)
         exif_dt = None
         try:
             exif = img.getexif()
@@ -88,6 +101,20 @@ def load_rgb(source: str | os.PathLike | bytes, name: str | None = None,
     finally:
         img.close()
     return rgb, {"format": fmt, "exif_datetime": exif_dt}
+
+
+def _file_size(source: str | os.PathLike | bytes) -> int:
+    return len(source) if isinstance(source, bytes) else os.path.getsize(source)
+
+
+def _check_file_holds(img: Image.Image, w: int, h: int, size: int, name: str) -> None:
+    """Refuse, before decoding, a file too small to hold the pixels its header declares."""
+    if w * h <= SIZE_CHECK_ABOVE_PIXELS:
+        return
+    need = int(w * h / 1e6 * MIN_BYTES_PER_MEGAPIXEL.get(img.format, DEFAULT_MIN_BYTES_PER_MEGAPIXEL))
+    if size < need:
+        raise BadImage(f"truncated or corrupt image: its header declares {w}x{h} pixels but the file has only "
+                       f"{size:,} bytes (a complete one needs at least {need:,}): {name}")
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

@@ -212,6 +212,17 @@ def jpeg_header(width: int, height: int) -> bytes:
     return b"\xff\xd8" + app0 + sof0 + b"\xff\xd9"
 
 
+@cache
+def jpeg_cut_short(width: int = 6000, height: int = 6000) -> bytes:
+    """The first 1.5 kB of a real width x height JPEG, then EOI: libjpeg fills the missing scan with grey
+    instead of failing, so without a size check it decodes to width x height pixels."""
+    return encode(Image.new("L", (width, height), 128), "JPEG")[:1500] + b"\xff\xd9"
+
+
+def png_cut_short(width: int = 6000, height: int = 6000) -> bytes:
+    return encode(Image.new("L", (width, height), 128), "PNG")[:1500]
+
+
 def bmp_header(width: int, height: int) -> bytes:
     return b"BM" + struct.pack("<IHHI", 54, 0, 0, 54) + struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 0, 0, 0, 0)
 
@@ -370,6 +381,10 @@ PHOTO_CASES = [
     upload_case("jpeg-bomb-50k", lambda: jpeg_header(50_000, 50_000), "bomb.jpg", 413, f"{BOMB}): bomb.jpg"),
     upload_case("jpeg-over-max-pixels", lambda: jpeg_header(8000, 8000), "big.jpg", 413,
                 "image too large: 8000x8000 pixels (limit 40,000,000): big.jpg"),
+    # A file far smaller than the pixels its header declares: refused before decoding, in every format.
+    upload_case("jpeg-cut-short-6000", jpeg_cut_short, "short.jpg", 400,
+                "truncated or corrupt image: its header declares 6000x6000 pixels but the file has only 1,502 bytes"),
+    upload_case("png-cut-short-6000", png_cut_short, "short.png", 400, "truncated or corrupt image"),
     upload_case("bmp-bomb", lambda: bmp_header(50_000, 50_000), "bomb.bmp", 413, f"{BOMB}): bomb.bmp"),
     upload_case("tiff-bomb", lambda: tiff_header(50_000, 50_000), "bomb.tif", 413, f"{BOMB}): bomb.tif"),
     upload_case("webp-bomb", lambda: webp_header(16_384, 16_384), "bomb.webp", 413, f"{BOMB}): bomb.webp"),
