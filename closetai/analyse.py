@@ -30,14 +30,26 @@ CROP_SIDE = 160
 ANALYSIS_MAX_SIDE = 1600
 
 
+# C0 and C1 control characters (NUL, ESC, CR, LF...) and the Unicode bidirectional controls, with which a
+# label can reorder the text around it on a page or in a CSV ("Trojan Source").
+_UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_text(value: str | None, max_chars: int = 200) -> str:
+    """User text fit to store and show (a source label, a file name): control and bidi characters
+    removed (tabs and line breaks become spaces), whitespace collapsed, at most max_chars."""
+    text = re.sub(r"[\t\r\n\v\f]", " ", value or "")
+    text = re.sub(r"\s{2,}", " ", _UNSAFE_CHARS.sub("", text)).strip()
+    return text[:max_chars]
+
+
 def display_name(filename: str | None) -> str:
     """A file name fit for display: last path component, no control characters, bounded length.
 
     Only ever shown to people; media files are named by the store, never after the upload.
     """
     name = re.split(r"[\\/]", filename or "")[-1]
-    name = re.sub(r"[\x00-\x1f\x7f]", "", name).strip()
-    return name[:200] or "upload"
+    return clean_text(name) or "upload"
 
 
 def parse_exif_datetime(value: Any) -> datetime | None:
@@ -126,7 +138,7 @@ def analyse_photo(data: bytes, filename: str | None, *, predictor, store: Store,
     new = NewAnalysis(
         kind="photo", filename=name, sha256=hashlib.sha256(data).hexdigest(),
         width=int(rgb.shape[1]), height=int(rgb.shape[0]),
-        captured_at=parse_exif_datetime(info.get("exif_datetime")), source=(source or "").strip()[:200],
+        captured_at=parse_exif_datetime(info.get("exif_datetime")), source=clean_text(source),
         model_name=meta.get("name", ""), taxonomy=meta.get("taxonomy", ""),
         min_score=float(predictor.min_score if min_score is None else min_score),
         embedding_model=meta.get("embedding", ""),

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from closetai import ClosetAIError, sha256_file
+from closetai.analyse import clean_text
 from closetai.store import JobNotRunning, NewAnalysis, NewDetection, NewTrack, Store, pid_alive, utcnow
 from closetai.video import DEFAULT_ANALYSIS_FPS, VideoLimits, probe_video
 
@@ -338,7 +339,7 @@ def create_video_job(store: Store, upload: Path, filename: str, source: str, set
             exc.args = (_as_uploaded(str(exc), upload, filename),)
             raise
         params = {"upload": upload.relative_to(store.media_root).as_posix(), "filename": filename,
-                  "source": source, "sha256": sha256_file(upload), "fps": settings.fps,
+                  "source": clean_text(source), "sha256": sha256_file(upload), "fps": settings.fps,
                   "analyse_total": info.sampled_count(settings.fps)}
         return store.create_job("video", total=params["analyse_total"], params=params)
     except BaseException:
@@ -511,7 +512,7 @@ def create_photo_job(store: Store, path: Path, source: str = "", *, sha256: str 
         upload = save_upload(store, f, path.name)
     try:
         params = {"upload": upload.relative_to(store.media_root).as_posix(), "filename": path.name,
-                  "source": source, "sha256": sha256 or sha256_file(upload), "min_score": min_score,
+                  "source": clean_text(source), "sha256": sha256 or sha256_file(upload), "min_score": min_score,
                   "max_side": max_side}
         return store.create_job("photo", total=1, params=params)
     except BaseException:

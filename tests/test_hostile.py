@@ -710,6 +710,26 @@ def test_valid_clip_with_a_payload_and_a_hostile_name_is_served_back_only_re_enc
     assert not [f for f in files if f.startswith(("media/uploads/", "media/.tmp/"))], files  # the upload is gone
 
 
+HOSTILE_SOURCE = "Milan\x00 street\x1b[31m\r\nX-Injected: 1\u202eevil\u2066\x85 2026\t10"
+CLEAN_SOURCE = "Milan street[31m X-Injected: 1evil 2026 10"
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_source_label_loses_control_and_bidi_characters(app, client, entry):
+    res = post_file(client, PHOTO_URL[entry], small_png(), "a.png", source=HOSTILE_SOURCE)
+    assert res.status_code in (201, 303)
+    listing = client.get("/api/v1/analyses").get_json()["analyses"]
+    assert [a["source"] for a in listing] == [CLEAN_SOURCE]
+    assert client.get("/report.json", query_string={"source": CLEAN_SOURCE}).get_json()["analyses"] == 1
+
+
+def test_source_label_of_a_video_job_is_cleaned(app, client):
+    res = post_file(client, VIDEO_URL["api"], clip(), "clip.mp4", source=HOSTILE_SOURCE)
+    assert res.status_code == 202, res.get_json()
+    job = app.extensions["closetai.store"].get_job(res.get_json()["job_id"])
+    assert job["params"]["source"] == CLEAN_SOURCE
+
+
 def test_the_corpus_leaves_a_working_server(app, client):
     """All refused photo cases in a row against one app, then a normal photo still goes through."""
     before = state(app)

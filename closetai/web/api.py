@@ -7,7 +7,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 
 from closetai import ClosetAIError
-from closetai.analyse import analyse_photo
+from closetai.analyse import analyse_photo, clean_text
 from closetai.web import analysis_json, analysis_summary, inference_lock, predictor, store
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -59,11 +59,11 @@ def upload_part(what: str) -> FileStorage:
 
 
 def form_text(name: str, max_chars: int = 200) -> str:
-    """A text field of an upload form, stripped and cut to max_chars."""
+    """A text field of an upload form, cleaned like file names (closetai.analyse.clean_text)."""
     value = request.form.get(name) or ""
     if "\ufffd" in value:  # werkzeug decodes fields as UTF-8 and replaces what is not
         raise BadRequest(f"{name} must be UTF-8 text")
-    return value.strip()[:max_chars]
+    return clean_text(value, max_chars)
 
 
 def uploaded_photo() -> tuple[bytes, str]:
