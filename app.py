@@ -98,6 +98,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True, instance_path=instance_path and str(Path(instance_path).resolve()))
     app.config.from_mapping(
         SECRET_KEY="dev",  # must be replaced when access control is on (create_app refuses 'dev' then)
+        # Host names the server answers to (closetai.web: DNS rebinding guard); comma-separated, "*" any.
+        ALLOWED_HOSTS="localhost,127.0.0.1,::1",
         PASSWORD=None,  # team password for the pages; or PASSWORD_HASH, a werkzeug hash of it
         PASSWORD_HASH=None,
         API_TOKENS=None,  # comma-separated bearer tokens for the API
