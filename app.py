@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -30,8 +31,9 @@ from closetai.jobs import (
 )
 from closetai.store import Store, default_sqlite_url
 from closetai.video import VideoLimits
-from closetai.web import register
+from closetai.web import LOOPBACK_HOSTS, allowed_hosts, register
 from closetai.web.auth import access_from_config
+from closetai.web.server import serve
 
 log = logging.getLogger("closetai.app")
 
@@ -48,6 +50,7 @@ _ENV = {
     "CLOSETAI_ANALYSIS_MAX_SIDE": ("ANALYSIS_MAX_SIDE", int),
     "CLOSETAI_THREADS": ("THREADS", int),
     "CLOSETAI_SECRET_KEY": ("SECRET_KEY", str),
+    "CLOSETAI_ALLOWED_HOSTS": ("ALLOWED_HOSTS", str),
     # Access control (closetai.web.auth): any of the first three turns it on.
     "CLOSETAI_PASSWORD": ("PASSWORD", str),
     "CLOSETAI_PASSWORD_HASH": ("PASSWORD_HASH", str),
@@ -213,28 +216,53 @@ def _redact(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (docker stop, systemd) ends start-up like Ctrl-C: through the finally blocks, not at once."""
+    def _interrupt(signum, frame):  # noqa: ANN001 (signal's)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app()
+    _stop_on_sigterm()
+    try:
+        app = create_app()
+    except KeyboardInterrupt:
+        _shutdown(None)
+        return
     app.logger.setLevel(logging.INFO)
     host = os.environ.get("CLOSETAI_HOST", "127.0.0.1")
     port = int(os.environ.get("CLOSETAI_PORT", "5000"))
     info = app.extensions["closetai.predictor"].info
-    if host not in ("127.0.0.1", "localhost", "::1") and not app.extensions["closetai.access"].enabled:
+    if host not in LOOPBACK_HOSTS and not app.extensions["closetai.access"].enabled:
         log.warning("listening on %s with access control off: anyone who can reach it can see and delete "
                     "every analysis (set CLOSETAI_PASSWORD and CLOSETAI_SECRET_KEY)", host)
+    if host not in LOOPBACK_HOSTS and allowed_hosts(app.config["ALLOWED_HOSTS"]) == LOOPBACK_HOSTS:
+        log.warning("listening on %s but answering only to the host names %s: set CLOSETAI_ALLOWED_HOSTS to "
+                    "the name (or address) people type in their browser", host, ", ".join(LOOPBACK_HOSTS))
     log.info("ClosetAI serving on http://%s:%d (model %s on %s)", host, port, info["name"], info["device"])
     runner = app.extensions["closetai.jobs"]
-    runner.start()  # resume jobs left queued by the last run now, not at the first request
     try:
-        from waitress import serve
-    except ImportError:
-        app.run(host=host, port=port)
-        return
-    try:
+        runner.start()  # resume jobs left queued by the last run now, not at the first request
         serve(app, host=host, port=port, threads=4)
+    except KeyboardInterrupt:
+        pass
     finally:
-        runner.stop()  # a job cut short is marked failed ("cancelled: the server shut down ...")
+        _shutdown(runner)
+
+
+def _shutdown(runner) -> None:  # noqa: ANN001
+    """Stop what the server started, so nothing outlives it: the job threads (a job cut short is marked
+    failed: "cancelled: the server shut down ...") and the chart process."""
+    from closetai.web.report import chart_process
+
+    for sig in (signal.SIGTERM, signal.SIGINT):  # a second Ctrl-C must not cut the clean-up short
+        signal.signal(sig, signal.SIG_IGN)
+    if runner is not None:
+        runner.stop(timeout=3.0)
+    chart_process().stop()
 
 
 if __name__ == "__main__":

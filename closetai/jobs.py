@@ -235,6 +235,9 @@ def recover_interrupted(store: Store, stale_after_s: float = 60.0) -> list[int]:
 
 # ---- the in-process runner -------------------------------------------------------------------------
 
+_WAKE = -1  # not a job id: put on the queue to wake an idle worker so that it sees stop()
+
+
 class ThreadJobRunner:
     """Worker threads in the web process, fed by a queue of job ids.
 
@@ -277,6 +280,8 @@ class ThreadJobRunner:
     def stop(self, timeout: float | None = 30.0) -> None:
         """Ask the running job to stop (it is marked failed: SHUTDOWN) and wait for the workers."""
         self._stop.set()
+        for _ in self._threads:  # wakes idle workers at once, not at the end of their sweep wait
+            self._queue.put(_WAKE)
         for t in self._threads:
             t.join(timeout)
         self._threads = []
@@ -295,8 +300,10 @@ class ThreadJobRunner:
                 except Exception:
                     log.exception("stale-job sweep failed")
                 continue
-            if self._stop.is_set():
+            if self._stop.is_set():  # a job taken here stays queued in the table: the next start runs it
                 break
+            if job_id == _WAKE:
+                continue
             try:
                 run_job(job_id, self.ctx)
             except Exception:  # the store itself failed (disk full, locked): log, keep the worker alive

@@ -146,6 +146,15 @@ class ChartProcess:
         """A chart came back: the process works, so later failures start a fresh count."""
         self._restarts = 0
 
+    def stop(self) -> None:
+        """End the process now (server shutdown): killed, not waited for, since a chart in flight is
+        worthless once no request waits for it. Without this a SIGTERM'd server left it running."""
+        with self._lock:
+            pool, self._pool, self._ready = self._pool, None, None
+            self._restarts = CHART_PROCESS_MAX_RESTARTS + 1  # and no restart by a late request
+        if pool is not None:
+            _kill(pool)
+
     def restart(self, pool: ProcessPoolExecutor | None) -> None:
         """Drop a failed or stuck process (killed, not waited for) and start a fresh one in the background,
         unless CHART_PROCESS_MAX_RESTARTS in a row have failed: then every chart is drawn here."""
@@ -157,10 +166,17 @@ class ChartProcess:
             if self._restarts > CHART_PROCESS_MAX_RESTARTS:
                 log.warning("the chart process failed %d times in a row; drawing every chart in the web "
                             "process from now on", self._restarts)
-        for process in list(getattr(pool, "_processes", {}).values()):  # no public API to kill a stuck one
-            process.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
+        _kill(pool)
         self.start()
+
+
+def _kill(pool: ProcessPoolExecutor) -> None:
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public API to kill a stuck one
+    for process in processes:
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(2.0)
 
 
 @contextmanager
