@@ -173,8 +173,11 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason="models/closetai-ccp15.pt not present")
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL],
+                         ids=["SIGTERM", "SIGINT", "SIGKILL"])
 def test_the_server_stops_at_a_signal_and_leaves_no_process(tmp_path, signum):
+    """docker stop, systemd and Ctrl-C: a clean shutdown within 5 s. SIGKILL (the OOM killer, kill -9)
+    cannot be handled: the chart process notices its parent is gone and exits by itself."""
     import urllib.request
 
     port = _free_port()
@@ -200,11 +203,13 @@ def test_the_server_stops_at_a_signal_and_leaves_no_process(tmp_path, signum):
         proc.send_signal(signum)
         proc.wait(15)
         took = time.monotonic() - started
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 4
         while any(_alive(p) for p in descendants) and time.monotonic() < deadline:
             time.sleep(0.1)
         left = [p for p in descendants if _alive(p)]
         assert not left, (left, [Path(f"/proc/{p}/cmdline").read_bytes()[:200] for p in left])
+        if signum == signal.SIGKILL:
+            return
         assert took <= 5.0, f"shutdown took {took:.1f} s"
         assert proc.returncode == 0, log.read_text()[-2000:]
         assert "shutting down" in log.read_text()

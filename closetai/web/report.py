@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import re
 import sys
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -123,7 +125,7 @@ class ChartProcess:
         with self._lock:
             if self._pool is None and self._restarts <= CHART_PROCESS_MAX_RESTARTS:
                 self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=warm_up)
+                                                 initializer=_start_chart_process, initargs=(os.getpid(),))
                 with _main_hidden():
                     self._ready = self._pool.submit(int)  # spawns it now; it warms up in the background
 
@@ -168,6 +170,18 @@ class ChartProcess:
                             "process from now on", self._restarts)
         _kill(pool)
         self.start()
+
+
+def _start_chart_process(parent_pid: int) -> None:
+    """In the chart process: exit as soon as the server process is gone. A server killed with SIGKILL (or
+    crashing) cannot stop it, and it would live on under PID 1 with multiprocessing's resource tracker."""
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="closetai-parent-watch", daemon=True).start()
+    warm_up()
 
 
 def _kill(pool: ProcessPoolExecutor) -> None:
