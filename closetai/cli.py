@@ -71,33 +71,69 @@ def _record_split(model_path: str, pack_meta: dict) -> None:
     tmp.replace(model_path)
 
 
+SPLIT_KEYS = {"val": "val_files", "select": "select_files"}
+
+
+def _restrict_to_split(ds, meta: dict, split: str, model: str, data: str) -> None:
+    """Keep only the photos of the model's recorded split (val: reported; select: where training chose)."""
+    if split == "all":
+        return
+    files = meta.get("trained", {}).get(SPLIT_KEYS[split])
+    if not files:
+        raise ClosetAIError(f"model {model} records no {split} split; use --split all")
+    stems = {Path(f).stem for f in files}
+    ds.ids = [i for i in ds.ids if Path(str(i)).stem in stems] if not hasattr(ds, "images") else \
+        [i for i in ds.ids if Path(ds.images[i]["file_name"]).stem in stems]
+    if not ds.ids:
+        raise ClosetAIError(f"none of the model's {split} images are in {data}")
+
+
+def _condition_names(spec: str) -> list[str]:
+    from closetai.data.conditions import CONDITIONS, FRAMING, QUALITY
+
+    groups = {"all": list(CONDITIONS), "framing": ["clean", *FRAMING], "quality": ["clean", *QUALITY]}
+    if spec in groups:
+        return groups[spec]
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONDITIONS]
+    if unknown:
+        raise ClosetAIError(f"unknown condition {unknown[0]!r}; known: all, framing, quality, {', '.join(CONDITIONS)}")
+    return names if "clean" in names else ["clean", *names]
+
+
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     from closetai.data import open_dataset
     from closetai.evaluate import evaluate_predictor, write_json_atomic
     from closetai.model import TEST_TIME_CHANGES
     from closetai.predict import Predictor
+    from closetai.taxonomy import PERSON
 
     overrides = dict.fromkeys(a.without, False)
-    predictor = Predictor(a.model, device=a.device, min_score=a.min_score, threads=a.threads, min_size=a.min_size,
-                          cross_class_iou=a.cross_class_iou, overrides=overrides)
-    ds = open_dataset(a.data)
-    if a.split == "val":
-        files = predictor.meta.get("trained", {}).get("val_files")
-        if not files:
-            raise ClosetAIError(f"model {a.model} records no validation split; use --split all")
-        stems = {Path(f).stem for f in files}
-        ds.ids = [i for i in ds.ids if Path(str(i)).stem in stems] if not hasattr(ds, "images") else \
-            [i for i in ds.ids if Path(ds.images[i]["file_name"]).stem in stems]
-        if not ds.ids:
-            raise ClosetAIError(f"none of the model's validation images are in {a.data}")
-    if tuple(ds.classes) != predictor.class_names:
+
+    def predictor_with(cross_class_iou: float, test_time: dict | None = None) -> Predictor:
+        return Predictor(a.model, device=a.device, min_score=a.min_score, threads=a.threads, min_size=a.min_size,
+                         cross_class_iou=cross_class_iou, overrides=test_time or overrides, embed=False)
+
+    predictor = predictor_with(a.cross_class_iou)
+    wants_person = predictor.person_id is not None or bool(a.conditions)
+    ds = open_dataset(a.data, **({"person": True} if wants_person and _is_ccp(a.data) else {}))
+    person_label = list(ds.classes).index(PERSON) + 1 if PERSON in ds.classes else None
+    _restrict_to_split(ds, predictor.meta, a.split, a.model, a.data)
+    if tuple(c for c in ds.classes if c != PERSON) != predictor.class_names:
         raise ClosetAIError("dataset classes differ from the model's classes")
-    results = evaluate_predictor(predictor, ds, limit=a.limit)
+    if a.conditions:
+        return _evaluate_conditions(a, predictor, ds, person_label)
+    results = evaluate_predictor(predictor, ds, limit=a.limit, person_label=person_label)
+    if a.served:
+        # What `detect` and the web app return: other-class overlaps demoted as served (closetai.predict).
+        served = evaluate_predictor(predictor_with(a.served_iou), ds, limit=a.limit, person_label=person_label)
+        results["served"] = {"cross_class_iou": a.served_iou, "box_AP": served["box"]["AP"],
+                             "mask_AP": served["mask"]["AP"],
+                             "mask_AP_minus_own": round(served["mask"]["AP"] - results["mask"]["AP"], 4)}
     config = predictor.meta["config"]
     if a.card and any(config[k] for k in TEST_TIME_CHANGES):  # the card states what they add
-        plain = evaluate_predictor(Predictor(a.model, device=a.device, min_score=a.min_score, threads=a.threads,
-                                             min_size=a.min_size, cross_class_iou=a.cross_class_iou,
-                                             overrides=dict.fromkeys(TEST_TIME_CHANGES, False)), ds, limit=a.limit)
+        plain = evaluate_predictor(predictor_with(a.cross_class_iou, dict.fromkeys(TEST_TIME_CHANGES, False)),
+                                   ds, limit=a.limit, person_label=person_label)
         results["torchvision_test_time"] = {"box_AP": plain["box"]["AP"], "mask_AP": plain["mask"]["AP"]}
     results.update(model=str(a.model), data=str(a.data), split=a.split, min_score=predictor.min_score,
                    min_size=config["min_size"], cross_class_iou=a.cross_class_iou,
@@ -107,11 +143,47 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     if a.card:
         from closetai.modelcard import write_model_card
 
-        write_model_card(a.model, results, a.card)
+        robustness = json.loads(Path(a.robustness).read_text()) if a.robustness else None
+        write_model_card(a.model, results, a.card, robustness)
     print(f"mask AP {results['mask']['AP']:.4f} (AP50 {results['mask']['AP50']:.4f}, AP75 {results['mask']['AP75']:.4f})"
           f"  box AP {results['box']['AP']:.4f}  on {results['images']} images")
+    if "served" in results:
+        sv = results["served"]
+        print(f"served (cross-class overlaps above IoU {sv['cross_class_iou']} demoted): mask AP {sv['mask_AP']:.4f}"
+              f" ({sv['mask_AP_minus_own']:+.4f} against the model's own ranking)  box AP {sv['box_AP']:.4f}")
+    if "person" in results:
+        print(f"person: mask AP {results['person']['mask']['AP']:.4f}  box AP {results['person']['box']['AP']:.4f}")
     for name, ap in results["mask"]["per_class"].items():
         print(f"  {name:12s} mask AP {ap:.3f}  box AP {results['box']['per_class'].get(name, 0):.3f}")
+    return 0
+
+
+def _is_ccp(path: str) -> bool:
+    p = Path(path)
+    return (p / "annotations" / "pixel-level").is_dir() and (p / "photos").is_dir()
+
+
+def _evaluate_conditions(a: argparse.Namespace, predictor, ds, person_label: int | None) -> int:
+    """The robustness benchmark (closetai.data.conditions): AP per condition, their mean, the clean figure."""
+    from closetai.data.conditions import ConditionSet
+    from closetai.evaluate import conditions_table, evaluate_conditions, write_json_atomic
+
+    if person_label is None:
+        raise ClosetAIError("--conditions needs person silhouettes: a CCP folder (photos/ + annotations/)")
+    names = _condition_names(a.conditions)
+    print(f"robustness benchmark: {len(names)} conditions x {len(ds) if a.limit is None else min(a.limit, len(ds))} "
+          f"photos of the {a.split} split", file=sys.stderr)
+    bench = evaluate_conditions(predictor, ConditionSet(ds, person_label), names, predictor.class_names,
+                                limit=a.limit, progress=not a.quiet)
+    bench.update(model=str(a.model), data=str(a.data), split=a.split, min_score=predictor.min_score,
+                 cross_class_iou=a.cross_class_iou, limit=a.limit)
+    if a.json:
+        write_json_atomic(bench, a.json)
+    print("\n".join(conditions_table(bench)))
+    s = bench["summary"]
+    if s.get("framing_mean_mask_AP") is not None:
+        print(f"framing mean mask AP {s['framing_mean_mask_AP']:.4f} (clean {s['clean_mask_AP']:.4f}, "
+              f"worst ratio {s.get('framing_worst_ratio', float('nan')):.2f}); all conditions {s['all_mean_mask_AP']:.4f}")
     return 0
 
 
@@ -457,9 +529,21 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("evaluate", help="COCO box/mask AP of a model on a dataset")
     s.add_argument("model")
     s.add_argument("data")
-    s.add_argument("--split", choices=["all", "val"], default="all")
+    s.add_argument("--split", choices=["all", "val", "select"], default="all",
+                   help="val: the reported split stored in the model; select: the training photos its "
+                        "training chose epochs and thresholds on")
     s.add_argument("--json")
     s.add_argument("--card", help="write a model card (markdown) with these figures")
+    s.add_argument("--conditions", metavar="WHICH",
+                   help="robustness benchmark: render the split under real-world framings (all, framing, quality, "
+                        "or names: side-by-side, grid, group, rotate-90, rotate-180, rotate-270, tilt+20, tilt-20, "
+                        "upper-body, lower-body, head-and-shoulders, crowd-far, small-person, motion-blur, "
+                        "low-light, jpeg) and print mask and box AP per condition")
+    s.add_argument("--robustness", metavar="JSON", help="with --card: quote this `--conditions all --json` result")
+    s.add_argument("--served", action="store_true",
+                   help="also score the ranking `detect` and the web app serve (cross-class overlaps demoted)")
+    s.add_argument("--served-iou", type=float, default=0.6, help=argparse.SUPPRESS)
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.add_argument("--limit", type=int)
     s.add_argument("--min-score", type=float, default=0.05)
     s.add_argument("--min-size", type=int, help="test-time short side (default: the model's)")

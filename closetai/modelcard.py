@@ -9,7 +9,9 @@ from typing import Any
 from closetai.model import read_model_file
 
 
-def write_model_card(model_path: str | os.PathLike, results: dict[str, Any], out: str | os.PathLike) -> None:
+def write_model_card(model_path: str | os.PathLike, results: dict[str, Any], out: str | os.PathLike,
+                     robustness: dict[str, Any] | None = None) -> None:
+    """robustness: a `closetai evaluate ... --conditions all --json` result to quote as the benchmark table."""
     blob = read_model_file(model_path)
     meta, cfg = blob["metadata"], blob["config"]
     tr = meta.get("trained", {})
@@ -63,8 +65,26 @@ def write_model_card(model_path: str | os.PathLike, results: dict[str, Any], out
     if choice:
         when = ", chosen without the test-time changes" if changes else ""
         lines += ["", f"Test short side{when}: {choice}."]
+    served = results.get("served")
+    if served:
+        lines += ["", f"Served ranking (what `closetai detect` and the web app return: a mask overlapping a more "
+                  f"confident one of another class by IoU > {served['cross_class_iou']} is demoted): mask AP "
+                  f"{served['mask_AP']:.4f}, {served['mask_AP_minus_own']:+.4f} against the model's own ranking "
+                  f"(`--served`)."]
+    person = results.get("person")
+    if person:
+        lines += ["", f"People (`person`, every non-null CCP label): mask AP {person['mask']['AP']:.4f}, "
+                  f"box AP {person['box']['AP']:.4f} on the same photos (one person each)."]
+    if robustness:
+        from closetai.evaluate import conditions_table
+
+        lines += ["", "## Robustness benchmark",
+                  f"Command: `closetai evaluate {model_path} {robustness.get('data')} --split {robustness.get('split')} "
+                  "--conditions all` (closetai/data/conditions.py: the same photos rendered into real-world framings, "
+                  "the ground truth following every transform; instances cut below 40 % of their area or under "
+                  "100 px dropped; detections scored down to 0.05).", "", *conditions_table(robustness)]
     lines += ["", "| class | box AP | mask AP |", "| --- | --- | --- |"]
-    for name in meta["classes"]:
+    for name in [c for c in meta["classes"] if c != "person"]:
         lines.append(f"| {name} | {results['box']['per_class'].get(name, float('nan')):.3f} | "
                      f"{results['mask']['per_class'].get(name, float('nan')):.3f} |")
     lines += [

@@ -32,6 +32,9 @@ CCP15_MERGES: dict[str, list[str]] = {
 }
 # CCP instance rule (taxonomy.json "instances"): these classes split into 8-connected components.
 CCP15_SPLIT_COMPONENTS = frozenset({"footwear"})
+# The whole person (issue 16): in CCP every non-null label, skin and hair included. A model may add it
+# after its garment classes; it is never a garment (closetai.predict keeps people apart).
+PERSON = "person"
 CCP_MIN_INSTANCE_PIXELS = 100
 
 DF2_CLASSES = [

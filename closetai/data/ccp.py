@@ -14,7 +14,13 @@ import scipy.io
 
 from closetai.data import DatasetError, make_target
 from closetai.imageio import BadImage, load_rgb
-from closetai.taxonomy import CCP15, CCP15_SPLIT_COMPONENTS, CCP_MIN_INSTANCE_PIXELS, ccp_label_to_class
+from closetai.taxonomy import (
+    CCP15,
+    CCP15_SPLIT_COMPONENTS,
+    CCP_MIN_INSTANCE_PIXELS,
+    PERSON,
+    ccp_label_to_class,
+)
 
 
 def _loadmat(path: Path, key: str) -> np.ndarray:
@@ -48,11 +54,12 @@ def instances_from_labelmap(labelmap: np.ndarray, label_to_class: dict[int, str]
 
 
 class CCPDataset:
-    """Labelled CCP photos. ids: optional subset of photo ids (strings like '0001')."""
+    """Labelled CCP photos. ids: optional subset of photo ids (strings like '0001').
+    person: also give each photo's person silhouette (every non-null label) as class `person`, after the 15."""
 
     taxonomy = CCP15
 
-    def __init__(self, root: str | Path, ids: list[str] | None = None):
+    def __init__(self, root: str | Path, ids: list[str] | None = None, person: bool = False):
         self.root = Path(root)
         ann_dir = self.root / "annotations" / "pixel-level"
         label_file = self.root / "label_list.mat"
@@ -66,7 +73,8 @@ class CCPDataset:
         self.ids = available if ids is None else [i for i in ids if i in set(available)]
         if not self.ids:
             raise DatasetError(f"empty dataset: no annotations in {ann_dir}")
-        self.classes = CCP15.classes
+        self.person = person
+        self.classes = CCP15.classes + ((PERSON,) if person else ())
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -85,5 +93,8 @@ class CCPDataset:
         if labelmap.shape != rgb.shape[:2]:
             raise DatasetError(f"annotation size {labelmap.shape} differs from photo {rgb.shape[:2]}: {pid}.mat")
         masks, labels = instances_from_labelmap(labelmap, self.label_to_class)
+        if self.person and (silhouette := labelmap != 0).sum() >= CCP_MIN_INSTANCE_PIXELS:
+            masks.append(silhouette)
+            labels.append(len(CCP15.classes) + 1)
         h, w = labelmap.shape
         return rgb, make_target(masks, labels, h, w, image_id=int(pid), file_name=photo.name)
