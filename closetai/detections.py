@@ -45,6 +45,8 @@ class Detections:
     track_ids: (N,) int or None (video only). data: optional per-detection extras (e.g. colour).
     embeddings: (N, D) float32 unit-length appearance vectors (closetai.embed) or None. Never written to
     the detection JSON (they are model-specific and long); the store keeps them.
+    people: the whole people in the same image (class `person`), when the model finds them; the garments
+    are the detections themselves.
     """
 
     xyxy: np.ndarray
@@ -55,6 +57,7 @@ class Detections:
     track_ids: np.ndarray | None = None
     data: dict[str, list] = field(default_factory=dict)
     embeddings: np.ndarray | None = None
+    people: Detections | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -104,6 +107,7 @@ class Detections:
             track_ids=None if self.track_ids is None else self.track_ids[idx],
             data={k: [v[i] for i in idx] for k, v in self.data.items()},
             embeddings=None if self.embeddings is None else self.embeddings[idx],
+            people=self.people,
         )
 
     def filter(self, min_score: float) -> Detections:

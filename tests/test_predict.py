@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from closetai import ClosetAIError
-from closetai.predict import Predictor, suppress_cross_class
+from closetai.predict import Predictor, cross_class_overlaps, demote_cross_class
 from tests.helpers import CCP, needs_model, needs_shared
 
 
@@ -16,15 +16,31 @@ def ccp_photo_rgb():
     return np.asarray(Image.open(CCP / "photos" / "0010.jpg").convert("RGB"))
 
 
+def suppress_cross_class(masks, labels, max_iou):
+    """The indices a user sees at any threshold above 0.4 x the best score: those not demoted."""
+    return np.flatnonzero(cross_class_overlaps(masks, labels, max_iou) <= max_iou).tolist()
+
+
 def test_cross_class_duplicates_keep_the_more_confident_class():
     m = torch.zeros(4, 10, 10, dtype=torch.bool)
     m[0, :8] = True  # jeans, best score
-    m[1, :7] = True  # trousers on the same legs: IoU 0.875 with 0 -> dropped
+    m[1, :7] = True  # trousers on the same legs: IoU 0.875 with 0 -> demoted
     m[2, 5:] = True  # another class, IoU 0.3 with 0 -> kept
     m[3, :8] = True  # same class as 0: per-class NMS's business, not ours -> kept
-    assert suppress_cross_class(m, torch.tensor([8, 7, 3, 8]), 0.6).tolist() == [0, 2, 3]
-    assert suppress_cross_class(m, torch.tensor([8, 7, 3, 8]), 0.9).tolist() == [0, 1, 2, 3]
-    assert suppress_cross_class(m[:1], torch.tensor([1]), 0.6).tolist() == [0]
+    assert suppress_cross_class(m, torch.tensor([8, 7, 3, 8]), 0.6) == [0, 2, 3]
+    assert suppress_cross_class(m, torch.tensor([8, 7, 3, 8]), 0.9) == [0, 1, 2, 3]
+    assert suppress_cross_class(m[:1], torch.tensor([1]), 0.6) == [0]
+
+
+def test_a_demoted_duplicate_falls_below_the_display_threshold_but_stays_ranked():
+    m = torch.zeros(3, 10, 10, dtype=torch.bool)
+    m[0, :8] = True
+    m[1, :7] = True  # IoU 0.875 with 0
+    m[2, 8:] = True
+    overlaps = cross_class_overlaps(m, torch.tensor([8, 7, 3]), 0.6)
+    scores = demote_cross_class(np.array([0.9, 0.85, 0.6], np.float32), overlaps, 0.6)
+    assert scores[0] == pytest.approx(0.9) and scores[2] == pytest.approx(0.6)
+    assert 0 < scores[1] < 0.4 * 0.85  # (1 - IoU) of its score: hidden at 0.5, still in the ranking
 
 
 def _dense_reference(masks, labels, max_iou):
@@ -55,7 +71,7 @@ def test_cross_class_suppression_equals_the_full_pairwise_iou():
             m[k] &= torch.from_numpy(rng.random((60, 40)) < 0.9)
         labels = torch.from_numpy(rng.integers(1, 4, n))
         for thr in (0.3, 0.6):
-            assert suppress_cross_class(m, labels, thr).tolist() == _dense_reference(m, labels, thr), (trial, thr)
+            assert suppress_cross_class(m, labels, thr) == _dense_reference(m, labels, thr), (trial, thr)
 
 
 @needs_model
