@@ -27,32 +27,159 @@ def _cmd_train(a: argparse.Namespace) -> int:
     from closetai.train import TrainArgs, train
 
     data = Path(a.data)
-    pack_meta = {}
+    pack_meta, split_meta, selector = {}, {}, None
     if (data / "pack.json").is_file():
         pack_meta = json.loads((data / "pack.json").read_text())
         reader, val_reader = open_dataset(data / "train.json"), open_dataset(data / "val.json")
+    elif a.init and _is_ccp(a.data):
+        reader, val_reader, selector, split_meta = _fine_tune_split(a)
     else:
         reader, val_reader = open_dataset(data), (open_dataset(a.val) if a.val else None)
-    taxonomy = pack_meta.get("taxonomy") or getattr(getattr(reader, "taxonomy", None), "name", "")
+    if a.extra:
+        from closetai.data import ConcatReader
+
+        reader = ConcatReader([reader, *(open_dataset(p) for p in a.extra)])
+    taxonomy = pack_meta.get("taxonomy") or getattr(getattr(reader, "taxonomy", None), "name", "") or "closetai-ccp-15"
     config = {}
     for key in ("min_size", "fpn_channels", "box_head_dim", "mask_head_channels", "backbone"):
         if getattr(a, key) is not None:
             config[key] = getattr(a, key)
     if a.train_sizes:
         config["train_min_size"] = [int(s) for s in a.train_sizes.split(",")]
+    from closetai.taxonomy import PERSON
+
     args = TrainArgs(
         data=pack_meta.get("source", str(data)), out=a.out, epochs=a.epochs, time_budget=a.time_budget,
         batch_size=a.batch_size, lr=a.lr, workers=a.workers, device=a.device, seed=a.seed, amp=a.amp,
         eval_every=a.eval_every, checkpoint_dir=a.checkpoint_dir, resume=a.resume,
         pretrained_backbone=not a.no_pretrained, config=config, max_iters=a.max_iters, taxonomy=taxonomy,
-        warmup_iters=a.warmup_iters, progress=not a.quiet)
-    summary = train(args, reader, val_reader)
+        warmup_iters=a.warmup_iters, progress=not a.quiet, init=a.init, augment=a.augment,
+        trainable_stages=a.trainable_stages if a.trainable_stages is not None else (0 if a.init else 7),
+        person_label=list(reader.classes).index(PERSON) + 1 if PERSON in reader.classes else None)
+    summary = train(args, reader, val_reader, selector)
     if summary["rank"] != 0:  # under torchrun only rank 0 wrote the model and reports
+        return 0
+    if selector is not None and summary["best"].get("epoch") == -1:
+        print(f"no epoch beat the starting model on the selection split (within {selector.max_clean_drop} of its "
+              f"clean mask AP): nothing written to {a.out}; the log is {Path(a.checkpoint_dir) / 'train_log.jsonl'}")
         return 0
     if pack_meta:
         _record_split(a.out, pack_meta)
+    elif split_meta:
+        _record_split(a.out, split_meta)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("best", "rank")}
-                     | {"best_mask_AP": summary["best"]["mask_AP"]}))
+                     | {"best_mask_AP": summary["best"]["mask_AP"], "best_epoch": summary["best"].get("epoch")}))
+    return 0
+
+
+def _fine_tune_split(a: argparse.Namespace):
+    """A fine-tune on a CCP folder (`--init MODEL`): validation = the starting model's validation photos,
+    so the reported split stays unseen; selection = a share of the rest, where the epoch is chosen
+    (closetai.selection); training = what is left."""
+    from closetai.data.ccp import CCPDataset
+    from closetai.selection import Selection
+
+    train_ids, select_ids, val_ids = fine_tune_split_ids(a.data, a.init, a.select_fraction, a.seed)
+    reader = CCPDataset(a.data, ids=train_ids, person=a.person)
+    select = CCPDataset(a.data, ids=select_ids, person=True)
+    conditions = tuple(c.strip() for c in a.select_conditions.split(",") if c.strip())
+    selector = Selection(select, person_label=len(select.classes), conditions=conditions, limit=a.select_limit,
+                         device=a.device, threads=None)
+    meta = {"val_files": [f"{i}.jpg" for i in val_ids], "select_files": [f"{i}.jpg" for i in select_ids],
+            "short_side": None, "seed": a.seed, "val_fraction": None, "train_images": len(train_ids),
+            "val_images": len(val_ids), "select_images": len(select_ids)}
+    print(f"fine-tune split: {len(train_ids)} training, {len(select_ids)} selection (chooses the epoch), "
+          f"{len(val_ids)} validation photos (the starting model's; not looked at)", file=sys.stderr)
+    return reader, None, selector, meta
+
+
+def fine_tune_split_ids(ccp_root: str, init_model: str, select_fraction: float = 0.1,
+                        seed: int = 0) -> tuple[list[str], list[str], list[str]]:
+    """(train, selection, validation) CCP photo ids of a fine-tune from init_model: validation = the
+    model's own validation photos; selection = a seeded share of the rest. The training and the
+    pseudo-label threshold use the same selection photos."""
+    from closetai.data.ccp import CCPDataset
+    from closetai.data.pack import split_indices
+    from closetai.model import read_model_file
+
+    trained = read_model_file(init_model)["metadata"].get("trained", {})
+    val_stems = {Path(f).stem for f in trained.get("val_files", [])}
+    if not val_stems:
+        raise ClosetAIError(f"{init_model} records no validation split; fine-tune from a model trained by "
+                            "`closetai train`")
+    everything = CCPDataset(ccp_root).ids
+    rest = [i for i in everything if i not in val_stems]
+    train_idx, select_idx = split_indices(len(rest), select_fraction, seed)
+    return [rest[i] for i in train_idx], [rest[i] for i in select_idx], [i for i in everything if i in val_stems]
+
+
+def _cmd_pseudo_label(a: argparse.Namespace) -> int:
+    """Self-training labels for the tagged unlabelled CCP photos (closetai.data.pseudo)."""
+    import time
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from closetai.data import pseudo
+    from closetai.data.ccp import CCPDataset
+    from closetai.data.tags import photos_in_split, read_image_tags
+    from closetai.detections import encode_mask
+    from closetai.evaluate import write_json_atomic
+    from closetai.imageio import load_rgb
+    from closetai.predict import Predictor
+    from closetai.taxonomy import CCP15, PERSON
+
+    started = time.perf_counter()
+    root = Path(a.data)
+    tags = read_image_tags(a.tags or root / "image-level-tags.json")
+    photos = photos_in_split(tags, "selftrain")[: a.limit]
+    predictor = Predictor(a.model, device=a.device, threads=a.threads, min_score=0.05, embed=False)
+    if tuple(predictor.class_names) != CCP15.classes:
+        raise ClosetAIError("pseudo-label needs a model with the closetai-ccp-15 garment classes")
+    threshold, table = a.threshold, None
+    if threshold is None:
+        _, select_ids, _ = fine_tune_split_ids(a.data, a.model, a.select_fraction, a.seed)
+        select = CCPDataset(a.data, ids=select_ids[: a.select_limit])
+        grid = [round(t, 2) for t in np.arange(0.2, 0.95, 0.05)]
+        totals = {t: [0, 0, 0] for t in grid}
+        for i in tqdm(range(len(select)), desc="threshold (selection split)", unit="photo", disable=a.quiet):
+            rgb, target = select[i]
+            for t, counts in pseudo.match_quality(pseudo.pseudo_label(predictor, rgb), target, CCP15.classes,
+                                                  grid).items():
+                totals[t] = [x + y for x, y in zip(totals[t], counts, strict=True)]
+        threshold, table = pseudo.choose_threshold(totals)
+        print(f"threshold {threshold} chosen on {len(select)} selection photos: "
+              f"precision {table[threshold]['precision']:.3f}, recall {table[threshold]['recall']:.3f}", file=sys.stderr)
+    categories = [{"id": i + 1, "name": n} for i, n in enumerate((*CCP15.classes, PERSON))]
+    images, annotations, skipped, per_class = [], [], [], dict.fromkeys(CCP15.classes, 0)
+    for pid in tqdm(photos, desc="pseudo-label", unit="photo", disable=a.quiet):
+        rgb, _ = load_rgb(root / "photos" / f"{pid}.jpg")
+        tagged = tags[pid]
+        kept = pseudo.select_instances(pseudo.pseudo_label(predictor, rgb), tagged, threshold)
+        if not kept or not pseudo.complete(kept, tagged):
+            skipped.append(pid)
+            continue
+        garments = np.any([k.mask for k in kept], axis=0)
+        person = pseudo.silhouette_from_garments(rgb, garments)
+        image_id = int(pid)
+        images.append({"id": image_id, "file_name": f"{pid}.jpg", "height": rgb.shape[0], "width": rgb.shape[1]})
+        for label_id, mask, score in [(CCP15.id_of(k.label), k.mask, k.score) for k in kept] + [(len(CCP15.classes) + 1, person, 1.0)]:
+            ys, xs = np.nonzero(mask)
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label_id,
+                                "iscrowd": 0, "segmentation": encode_mask(mask), "area": int(mask.sum()),
+                                "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
+                                         int(ys.max() - ys.min() + 1)], "score": round(float(score), 4)})
+        for k in kept:
+            per_class[k.label] += 1
+    info = {"taxonomy": CCP15.name, "image_root": str((root / "photos").resolve()), "model": str(a.model),
+            "threshold": threshold, "threshold_table": table, "photos_tagged": len(photos),
+            "photos_kept": len(images), "photos_skipped_incomplete": len(skipped), "instances_per_class": per_class,
+            "about": "closetai pseudo-label: test-time-augmented detections of the 'selftrain' tagged photos, "
+                     "tagged classes only, photos with every tagged garment found; person = GrabCut from the garments"}
+    write_json_atomic({"info": info, "images": images, "annotations": annotations, "categories": categories}, a.out)
+    print(f"{a.out}: {len(images)} of {len(photos)} photos kept ({len(skipped)} missed a tagged garment), "
+          f"{sum(per_class.values())} garments: " + ", ".join(f"{k} {v}" for k, v in per_class.items())
+          + f"; threshold {threshold}; {time.perf_counter() - started:.0f} s")
     return 0
 
 
@@ -64,8 +191,11 @@ def _record_split(model_path: str, pack_meta: dict) -> None:
 
     blob = read_model_file(model_path)
     blob["metadata"]["trained"]["val_files"] = pack_meta["val_files"]
-    blob["metadata"]["trained"]["pack"] = {k: pack_meta[k] for k in ("short_side", "seed", "val_fraction",
-                                                                      "train_images", "val_images")}
+    if pack_meta.get("select_files"):
+        blob["metadata"]["trained"]["select_files"] = pack_meta["select_files"]
+    blob["metadata"]["trained"]["pack"] = {k: pack_meta.get(k) for k in ("short_side", "seed", "val_fraction",
+                                                                          "train_images", "val_images",
+                                                                          "select_images")}
     tmp = Path(model_path).with_suffix(".tmp")
     torch.save(blob, tmp)
     tmp.replace(model_path)
@@ -523,8 +653,39 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--box-head-dim", type=int)
     s.add_argument("--mask-head-channels", type=int)
     s.add_argument("--backbone", choices=["efficientnet_lite2", "resnet50"])
+    s.add_argument("--init", metavar="MODEL",
+                   help="fine-tune from this model file (classes remapped; on a CCP folder its validation photos "
+                        "stay out and a selection split chooses the epoch)")
+    s.add_argument("--person", action="store_true", help="CCP: also learn `person` (every non-null label)")
+    s.add_argument("--augment", choices=["basic", "strong"], default="basic",
+                   help="strong: copy-paste of people and garments, mosaics, large-scale jitter, turns, tilts, "
+                        "blur, noise, low light, JPEG (closetai/data/augment.py)")
+    s.add_argument("--extra", action="append", default=[], metavar="COCO_JSON",
+                   help="more training data with the same classes, e.g. pseudo-labels (`closetai pseudo-label`)")
+    s.add_argument("--trainable-stages", type=int,
+                   help="backbone feature blocks that train, from the last (default 7; 0 with --init: body frozen)")
+    s.add_argument("--select-fraction", type=float, default=0.1, help="share of the training photos held out "
+                   "to choose the epoch (with --init on a CCP folder)")
+    s.add_argument("--select-conditions", default="side-by-side,group,rotate-90,rotate-270,tilt+20,upper-body,lower-body",
+                   help="robustness conditions the selection scores besides clean")
+    s.add_argument("--select-limit", type=int, help="score the selection on its first N photos only (speed)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("pseudo-label", help="self-training labels for the tagged unlabelled CCP photos")
+    s.add_argument("data", help="the CCP folder (photos/, annotations/, image-level-tags.json)")
+    s.add_argument("--model", default=str(Path(__file__).resolve().parent.parent / "models" / "closetai-ccp15.pt"))
+    s.add_argument("--out", required=True, help="COCO JSON to write (train with `closetai train ... --extra OUT`)")
+    s.add_argument("--tags", help="image-level tags file (default: DATA/image-level-tags.json)")
+    s.add_argument("--threshold", type=float, help="fused-score threshold (default: chosen on the selection split)")
+    s.add_argument("--select-fraction", type=float, default=0.1)
+    s.add_argument("--select-limit", type=int)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--limit", type=int, help="first N tagged photos only")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=_cmd_pseudo_label)
 
     s = sub.add_parser("evaluate", help="COCO box/mask AP of a model on a dataset")
     s.add_argument("model")

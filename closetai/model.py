@@ -364,6 +364,55 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", fold
     return model.eval().to(device), meta
 
 
+# Layers whose outputs are per class: (state_dict key, rows per class). Their rows follow the class list.
+_PER_CLASS = {
+    "roi_heads.box_predictor.cls_score.weight": 1, "roi_heads.box_predictor.cls_score.bias": 1,
+    "roi_heads.box_predictor.bbox_pred.weight": 4, "roi_heads.box_predictor.bbox_pred.bias": 4,
+    "roi_heads.mask_predictor.mask_fcn_logits.weight": 1, "roi_heads.mask_predictor.mask_fcn_logits.bias": 1,
+}
+
+
+def remap_classes(state: dict[str, torch.Tensor], old: list[str], new: list[str]) -> dict[str, torch.Tensor]:
+    """A state_dict for old classes -> one for new classes: a class in both keeps its learned rows; a new
+    class (e.g. `person` in model v2) starts from the mean of the old foreground classes' rows, with its
+    class score lowered so it begins rare. Background (row 0) stays row 0."""
+    out = dict(state)
+    index = {c: i + 1 for i, c in enumerate(old)}
+    for key, rows in _PER_CLASS.items():
+        if key not in state:
+            continue
+        w = state[key].float()
+        per = w.reshape(len(old) + 1, rows, *w.shape[1:])
+        mean = per[1:].mean(0)
+        parts = [per[0]]
+        for c in new:
+            if c in index:
+                parts.append(per[index[c]])
+            else:
+                part = mean.clone()
+                if key.endswith("cls_score.bias"):
+                    part -= 2.0
+                parts.append(part)
+        out[key] = torch.stack(parts).reshape(-1, *w.shape[1:]).to(state[key].dtype)
+    return out
+
+
+def model_for_training(path: str | os.PathLike, classes: list[str], trainable_stages: int = 0,
+                       config: dict[str, Any] | None = None) -> tuple[MaskRCNN, dict[str, Any]]:
+    """A model file's weights, unfolded, in a model for fine-tuning on `classes` (a superset or a
+    reordering of the file's; see remap_classes). trainable_stages: how many of the backbone's last
+    feature blocks train (0: the body stays frozen; the FPN, RPN and heads always train).
+    -> (model in train mode, the file's metadata with its config)."""
+    blob = read_model_file(path)
+    meta = dict(blob["metadata"])
+    cfg = {**DEFAULT_CONFIG, **blob["config"], **(config or {})}
+    model = build_model(len(classes) + 1, cfg, pretrained_backbone=False, trainable_stages=trainable_stages)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+    model.load_state_dict(remap_classes(state, list(meta["classes"]), list(classes)))
+    meta["config"] = cfg
+    return model.train(), meta
+
+
 @torch.no_grad()
 def fold_frozen_batchnorm(model: nn.Module) -> int:
     """Fold each FrozenBatchNorm2d that directly follows a Conv2d (torchvision's Conv2dNormActivation:

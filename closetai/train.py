@@ -28,7 +28,7 @@ from tqdm import tqdm
 from closetai import ClosetAIError
 from closetai.detections import Detections
 from closetai.evaluate import CocoEvaluator
-from closetai.model import DEFAULT_CONFIG, build_model, save_model
+from closetai.model import DEFAULT_CONFIG, build_model, model_for_training, save_model
 
 
 @dataclass
@@ -57,6 +57,9 @@ class TrainArgs:
     max_iters: int | None = None  # for smoke tests
     taxonomy: str = ""
     progress: bool = True
+    init: str | None = None  # start from this model file's weights (classes remapped: closetai.model.remap_classes)
+    augment: str = "basic"  # "strong": closetai.data.augment (copy-paste, mosaics, large-scale jitter, turns)
+    person_label: int | None = None  # the reader's id of `person` (its silhouettes feed copy-paste)
 
 
 class TrainDataset(torch.utils.data.Dataset):
@@ -84,6 +87,30 @@ class TrainDataset(torch.utils.data.Dataset):
             image = _photometric(image)
         keep = (boxes[:, 2] > boxes[:, 0] + 1) & (boxes[:, 3] > boxes[:, 1] + 1)
         return image, {"boxes": boxes[keep], "labels": torch.from_numpy(t["labels"])[keep], "masks": masks[keep]}
+
+
+class AugmentedDataset(torch.utils.data.Dataset):
+    """closetai.data.augment.StrongAugment samples as tensors: a fresh random draw at every access.
+
+    Each DataLoader worker has its own torch seed; a per-worker count of draws makes every access differ
+    even with persistent workers, which keep their seed from one epoch to the next."""
+
+    def __init__(self, augment):
+        self.augment = augment
+        self._draws = 0
+
+    def __len__(self) -> int:
+        return len(self.augment)
+
+    def __getitem__(self, index: int):
+        self._draws += 1
+        rng = np.random.default_rng([torch.initial_seed() % 2**63, index, self._draws])
+        sample = self.augment(index, rng)
+        image = torch.from_numpy(np.ascontiguousarray(sample.rgb)).permute(2, 0, 1).float().div_(255)
+        boxes = torch.from_numpy(sample.boxes).float()
+        keep = (boxes[:, 2] > boxes[:, 0] + 1) & (boxes[:, 3] > boxes[:, 1] + 1)
+        return image, {"boxes": boxes[keep], "labels": torch.from_numpy(sample.labels)[keep],
+                       "masks": torch.from_numpy(sample.masks.astype(np.uint8))[keep]}
 
 
 def _photometric(image: torch.Tensor) -> torch.Tensor:
@@ -213,21 +240,24 @@ def _lr_factor(step: int, progress: float, warmup: int) -> float:
     return warm * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def train(args: TrainArgs, reader, val_reader=None) -> dict[str, Any]:
+def train(args: TrainArgs, reader, val_reader=None, selector=None) -> dict[str, Any]:
     """Train; returns a summary. Writes the best model (by val mask AP, else the last) to args.out.
 
+    selector: instead of val_reader, choose the epoch with closetai.selection.Selection (a split cut from
+    the training photos, clean and under framing conditions), so that the reported split chooses nothing.
     Under torchrun every process calls this; only rank 0 writes args.out, checkpoints and the log,
     and the summary's "rank" says which process returned it.
     """
     procs, device = _join_torchrun(pick_device(args.device))
     try:
-        return _train(args, reader, val_reader, procs, device)
+        return _train(args, reader, val_reader, procs, device, selector)
     finally:
         if procs.distributed:
             dist.destroy_process_group()
 
 
-def _train(args: TrainArgs, reader, val_reader, procs: Processes, device: torch.device) -> dict[str, Any]:
+def _train(args: TrainArgs, reader, val_reader, procs: Processes, device: torch.device,
+           selector=None) -> dict[str, Any]:
     # Augmentation and RPN/ROI sampling differ per rank (rank 0 keeps the plain run's seed);
     # DDP copies rank 0's initial weights to the others, and the shared loader generator keeps
     # every rank's epoch order the same.
@@ -238,14 +268,26 @@ def _train(args: TrainArgs, reader, val_reader, procs: Processes, device: torch.
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     classes = tuple(reader.classes)
-    config = {**DEFAULT_CONFIG, **args.config}
-    model = build_model(len(classes) + 1, config, pretrained_backbone=args.pretrained_backbone,
-                        trainable_stages=args.trainable_stages).to(device)
+    if args.init:
+        model, init_meta = model_for_training(args.init, list(classes), args.trainable_stages, args.config)
+        config = init_meta["config"]
+        model = model.to(device)
+    else:
+        config = {**DEFAULT_CONFIG, **args.config}
+        model = build_model(len(classes) + 1, config, pretrained_backbone=args.pretrained_backbone,
+                            trainable_stages=args.trainable_stages).to(device)
     model.transform.min_size = tuple(config["train_min_size"])
     params = [p for p in model.parameters() if p.requires_grad]
     lr = args.lr * args.batch_size / 16  # global batch: DDP averages the ranks' gradients
     optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=args.weight_decay)
-    dataset = TrainDataset(reader, args.flip, args.photometric)
+    if args.augment == "strong":
+        from closetai.data.augment import StrongAugment
+
+        if args.person_label is None:
+            raise ClosetAIError("--augment strong needs person silhouettes (a CCP reader with person=True)")
+        dataset = AugmentedDataset(StrongAugment(reader, args.person_label))
+    else:
+        dataset = TrainDataset(reader, args.flip, args.photometric)
     common = {"num_workers": args.workers, "collate_fn": collate, "persistent_workers": args.workers > 0,
               "generator": torch.Generator().manual_seed(args.seed)}
     if procs.distributed:
@@ -267,11 +309,21 @@ def _train(args: TrainArgs, reader, val_reader, procs: Processes, device: torch.
         ckpt_dir.mkdir(parents=True, exist_ok=True)
     log_path = ckpt_dir / "train_log.jsonl"
     start_epoch, step, elapsed, best = 0, 0, 0.0, {"mask_AP": -1.0}
+    if selector is not None and args.init and not args.resume and procs.main:
+        # The starting point is a candidate too: a fine-tune that makes nothing better ships nothing new.
+        scored = selector.score(args.init)
+        best = {"mask_AP": scored["clean_mask_AP"], "epoch": -1, "select": scored, "metrics": None, "start": scored}
+        selector.baseline = scored
+        with log_path.open("a") as f:
+            f.write(json.dumps({"epoch": -1, "select": scored}) + "\n")
+        print(json.dumps({"epoch": -1, "select": scored}), flush=True)
     if args.resume:
         ckpt = torch.load(args.resume, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch, step, elapsed, best = ckpt["epoch"] + 1, ckpt["step"], ckpt["elapsed"], ckpt["best"]
+        if selector is not None:
+            selector.baseline = best.get("start")
     # Forward and backward go through `net`; evaluation, checkpoints and the model file use `model`.
     net = (DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
            if procs.distributed else model)
@@ -299,7 +351,16 @@ def _train(args: TrainArgs, reader, val_reader, procs: Processes, device: torch.
         nonlocal best
         record: dict[str, Any] = {"epoch": epoch, "step": step, "elapsed_s": round(elapsed, 1),
                                   "images": images_seen, "processes": procs.world_size}
-        if val_reader is not None and (final or (epoch + 1) % args.eval_every == 0):
+        if selector is not None and (final or (epoch + 1) % args.eval_every == 0):
+            candidate = ckpt_dir / "candidate.pt"
+            _save(model, args, config, classes, best, step, procs.world_size, out=candidate)
+            scored = selector.score(candidate)
+            model.train()
+            record.update(select=scored)
+            if selector.better(scored, best.get("select")):
+                best = {"mask_AP": scored["clean_mask_AP"], "epoch": epoch, "select": scored, "metrics": None}
+                _save(model, args, config, classes, best, step, procs.world_size)
+        elif val_reader is not None and (final or (epoch + 1) % args.eval_every == 0):
             model.transform.min_size = (config["min_size"],)
             metrics = evaluate_model(model, val_reader, device, classes)
             model.transform.min_size = tuple(config["train_min_size"])
@@ -371,7 +432,7 @@ def _train(args: TrainArgs, reader, val_reader, procs: Processes, device: torch.
 
 
 def _save(model, args: TrainArgs, config: dict, classes: tuple[str, ...], best: dict, step: int,
-          processes: int = 1) -> None:
+          processes: int = 1, out: str | os.PathLike | None = None) -> None:
     eval_config = {**config, "min_size": config["min_size"]}
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     if processes > 1:
@@ -382,7 +443,9 @@ def _save(model, args: TrainArgs, config: dict, classes: tuple[str, ...], best: 
             "data": args.data, "date": datetime.now(UTC).strftime("%Y-%m-%d"), "epochs_done": best.get("epoch"),
             "steps": step, "batch_size": args.batch_size, "lr": args.lr, "time_budget_s": args.time_budget,
             "hardware": gpu, "seed": args.seed, "amp_bf16": args.amp, "train_min_size": config["train_min_size"],
-            "augmentation": {"flip": args.flip, "photometric": args.photometric, "scale_jitter": True}},
-        "evaluation": {"val_during_training": best.get("metrics")},
+            "augmentation": {"flip": args.flip, "photometric": args.photometric, "scale_jitter": True,
+                             "strong": args.augment == "strong"},
+            "init": args.init, "trainable_stages": args.trainable_stages},
+        "evaluation": {"val_during_training": best.get("metrics"), "selection": best.get("select")},
     }
-    save_model(model, args.out, eval_config, metadata)
+    save_model(model, out or args.out, eval_config, metadata)

@@ -39,6 +39,33 @@ def make_target(masks: list[np.ndarray], labels: list[int], height: int, width: 
     }
 
 
+class ConcatReader:
+    """Several readers with the same classes, read as one (labelled photos + pseudo-labelled ones)."""
+
+    def __init__(self, readers: list):
+        classes = {tuple(r.classes) for r in readers}
+        if len(classes) != 1:
+            raise DatasetError(f"readers have different classes: {sorted(classes)}")
+        self.readers, self.classes = list(readers), tuple(readers[0].classes)
+        self.taxonomy = getattr(readers[0], "taxonomy", None)
+        self._starts = np.cumsum([0] + [len(r) for r in readers])
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def _locate(self, index: int) -> tuple:
+        k = int(np.searchsorted(self._starts, index, side="right") - 1)
+        return self.readers[k], index - int(self._starts[k])
+
+    def __getitem__(self, index: int):
+        reader, i = self._locate(index)
+        return reader[i]
+
+    def file_name(self, index: int) -> str:
+        reader, i = self._locate(index)
+        return reader.file_name(i)
+
+
 def open_dataset(path: str | Path, **kwargs):
     """Pick the reader from the layout: CCP, DeepFashion2, or a COCO JSON file / pack folder."""
     from closetai.data.ccp import CCPDataset

@@ -44,6 +44,9 @@ class CocoDataset:
         self.cat_ids = [c["id"] for c in cats]
         self.classes = tuple(c["name"] for c in cats)
         self.cat_to_label = {cid: i + 1 for i, cid in enumerate(self.cat_ids)}
+        info = data.get("info") if isinstance(data.get("info"), dict) else {}
+        if image_root is None and info.get("image_root"):  # pseudo-labels point at the photos they label
+            image_root = (self.json_path.parent / info["image_root"]).resolve()
         self.image_root = Path(image_root) if image_root else None
         self.images = {im["id"]: im for im in images}
         self.anns: dict[int, list] = {i: [] for i in self.images}
