@@ -14,11 +14,18 @@ def _cmd_prepare(a: argparse.Namespace) -> int:
     from closetai.data import open_dataset
     from closetai.data.pack import make_pack
 
-    ds = open_dataset(a.data)
+    ds = open_dataset(a.data, **({"person": True} if a.person else {}))
     taxonomy = getattr(getattr(ds, "taxonomy", None), "name", "") or getattr(ds, "taxonomy_name", "") or ""
+    split_of = None
+    if a.like:  # a fine-tune's split: the model's validation photos, a selection share of the rest
+        train_ids, select_ids, val_ids = fine_tune_split_ids(a.data, a.like, a.select_fraction, a.seed)
+        where = {i: "train" for i in train_ids} | {i: "select" for i in select_ids} | {i: "val" for i in val_ids}
+        split_of = {k: where[i] for k, i in enumerate(ds.ids)}
     meta = make_pack(ds, a.out, short_side=a.short_side, val_fraction=a.val_fraction, seed=a.seed,
-                     quality=a.quality, source=str(a.data), taxonomy=taxonomy)
-    print(f"pack {a.out}: {meta['train_images']} train, {meta['val_images']} val images at short side {a.short_side}")
+                     quality=a.quality, source=str(a.data), taxonomy=taxonomy, split_of=split_of)
+    print(f"pack {a.out}: {meta['train_images']} train, {meta['val_images']} val"
+          + (f", {meta['select_images']} selection" if "select_images" in meta else "")
+          + f" images at short side {a.short_side}")
     return 0
 
 
@@ -31,6 +38,17 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if (data / "pack.json").is_file():
         pack_meta = json.loads((data / "pack.json").read_text())
         reader, val_reader = open_dataset(data / "train.json"), open_dataset(data / "val.json")
+        if (data / "select.json").is_file():  # choose on the selection photos; never look at val
+            from closetai.selection import Selection
+            from closetai.taxonomy import PERSON
+
+            select = open_dataset(data / "select.json")
+            if PERSON not in select.classes:
+                raise ClosetAIError(f"{data}/select.json has no person class: prepare the pack with --person")
+            conditions = tuple(c.strip() for c in a.select_conditions.split(",") if c.strip())
+            selector = Selection(select, list(select.classes).index(PERSON) + 1, conditions, a.select_limit,
+                                 device=a.device)
+            val_reader = None
     elif a.init and _is_ccp(a.data):
         reader, val_reader, selector, split_meta = _fine_tune_split(a)
     else:
@@ -626,6 +644,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--val-fraction", type=float, default=0.1)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--quality", type=int, default=85)
+    s.add_argument("--person", action="store_true", help="CCP: add each photo's person silhouette as class person")
+    s.add_argument("--like", metavar="MODEL", help="CCP: split as a fine-tune of MODEL does (its validation "
+                   "photos; --select-fraction of the rest as select.json, where training chooses)")
+    s.add_argument("--select-fraction", type=float, default=0.1)
     s.set_defaults(func=_cmd_prepare)
 
     s = sub.add_parser("train", help="train the Mask R-CNN on a pack or dataset (several GPUs: under torchrun)")

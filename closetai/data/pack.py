@@ -46,16 +46,20 @@ def _resize(rgb: np.ndarray, masks: np.ndarray, short_side: int) -> tuple[np.nda
 
 
 def make_pack(dataset, out: str | Path, short_side: int = 448, val_fraction: float = 0.1, seed: int = 0,
-              quality: int = 90, source: str = "", taxonomy: str = "") -> dict:
+              quality: int = 90, source: str = "", taxonomy: str = "", split_of: dict[int, str] | None = None) -> dict:
+    """split_of: index -> "train" | "val" | "select" instead of a random val_fraction split (a fine-tune's
+    split, closetai.cli.fine_tune_split_ids); "select" photos go to select.json."""
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "images").mkdir(parents=True)
-    train_idx, val_idx = split_indices(len(dataset), val_fraction, seed)
-    split_of = {i: "train" for i in train_idx} | {i: "val" for i in val_idx}
+    if split_of is None:
+        train_idx, val_idx = split_indices(len(dataset), val_fraction, seed)
+        split_of = {i: "train" for i in train_idx} | {i: "val" for i in val_idx}
     cats = [{"id": i + 1, "name": n} for i, n in enumerate(dataset.classes)]
+    names = ("train", "val", "select") if "select" in split_of.values() else ("train", "val")
     cocos = {s: {"info": {"taxonomy": taxonomy, "source": source}, "images": [], "annotations": [],
-                 "categories": cats} for s in ("train", "val")}
+                 "categories": cats} for s in names}
     try:
         _fill(dataset, tmp, cocos, split_of, short_side, quality)
     except BaseException:
@@ -70,6 +74,9 @@ def make_pack(dataset, out: str | Path, short_side: int = 448, val_fraction: flo
             "val_fraction": val_fraction, "seed": seed, "train_images": len(cocos["train"]["images"]),
             "val_images": len(cocos["val"]["images"]),
             "val_files": [im["original_file_name"] for im in cocos["val"]["images"]]}
+    if "select" in cocos:
+        meta["select_images"] = len(cocos["select"]["images"])
+        meta["select_files"] = [im["original_file_name"] for im in cocos["select"]["images"]]
     (tmp / "pack.json").write_text(json.dumps(meta, indent=1))
     if out.exists():
         shutil.rmtree(out)
