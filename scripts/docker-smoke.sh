@@ -259,7 +259,7 @@ OLD_ID=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 say "building $IMAGE (${BUILD[*]} ...; torch from ${TORCH_INDEX:-$DEFAULT_INDEX})"
 T0=$(now)
 "${BUILD[@]}" --progress=plain "${BUILD_ARGS[@]}" -t "$IMAGE" . >"$WORK/build.log" 2>&1 \
-  || { tail -n 30 "$WORK/build.log" >&2; fail "docker build failed (last lines above)"; }
+  || { grep -E 'ERROR|[Ee]rror:' "$WORK/build.log" | cut -c1-300 | tail -n 8 >&2; fail "docker build failed (its errors above)"; }
 T_BUILD=$(since "$T0")
 say "built in $T_BUILD s"
 NEW_ID=$(docker image inspect -f '{{.Id}}' "$IMAGE")
