@@ -125,7 +125,8 @@ class ChartProcess:
         with self._lock:
             if self._pool is None and self._restarts <= CHART_PROCESS_MAX_RESTARTS:
                 self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_start_chart_process, initargs=(os.getpid(),))
+                                                 initializer=_start_chart_process,
+                                                 initargs=(os.getpid(), warm_up))
                 with _main_hidden():
                     self._ready = self._pool.submit(int)  # spawns it now; it warms up in the background
 
@@ -172,16 +173,18 @@ class ChartProcess:
         self.start()
 
 
-def _start_chart_process(parent_pid: int) -> None:
+def _start_chart_process(parent_pid: int, warm) -> None:
     """In the chart process: exit as soon as the server process is gone. A server killed with SIGKILL (or
-    crashing) cannot stop it, and it would live on under PID 1 with multiprocessing's resource tracker."""
+    crashing) cannot stop it, and it would live on under PID 1 with multiprocessing's resource tracker.
+    `warm` (warm_up) comes from the parent, pickled by name, so the function the parent sees is the one
+    that runs."""
     def watch() -> None:
         while os.getppid() == parent_pid:
             time.sleep(1.0)
         os._exit(0)
 
     threading.Thread(target=watch, name="closetai-parent-watch", daemon=True).start()
-    warm_up()
+    warm()
 
 
 def _kill(pool: ProcessPoolExecutor) -> None:
