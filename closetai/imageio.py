@@ -31,7 +31,10 @@ ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "HEIF", "MPO", "BMP", "TIFF"}
 # image to ~40-300 B/MP; no photo comes close.
 MIN_BYTES_PER_MEGAPIXEL = {"JPEG": 1500, "MPO": 1500, "PNG": 500}
 DEFAULT_MIN_BYTES_PER_MEGAPIXEL = 20
-SIZE_CHECK_ABOVE_PIXELS = 1_000_000  # smaller images are cheap to decode whatever their file holds
+SIZE_CHECK_ABOVE_PIXELS = 1_000_000
+# Long side over short side. A 1x1600 strip is no photo and the model's resize turns its short side into
+# 0 pixels; panoramas stay under ~1:8 and a phone's tallest screenshot ~1:5. Photos and video frames.
+MAX_ASPECT = 32  # smaller images are cheap to decode whatever their file holds
 
 
 class BadImage(ClosetAIError):
@@ -84,6 +87,9 @@ def load_rgb(source: str | os.PathLike | bytes, name: str | None = None,
             raise ImageTooLarge(f"image too large: {w}x{h} pixels (limit {max_pixels:,}): {name}")
         if w < 1 or h < 1:
             raise BadImage(f"image has no pixels: {name}")
+        if aspect_too_far(w, h):
+            raise BadImage(f"image too thin: {w}x{h} pixels, its long side more than {MAX_ASPECT} times its "
+                           f"short side; send the photo as taken: {name}")
         _check_file_holds(img, w, h, _file_size(source), name)
         exif_dt = None
         try:
@@ -101,6 +107,10 @@ def load_rgb(source: str | os.PathLike | bytes, name: str | None = None,
     finally:
         img.close()
     return rgb, {"format": fmt, "exif_datetime": exif_dt}
+
+
+def aspect_too_far(w: int, h: int) -> bool:
+    return max(w, h) > MAX_ASPECT * max(1, min(w, h))
 
 
 def _file_size(source: str | os.PathLike | bytes) -> int:

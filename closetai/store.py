@@ -469,29 +469,30 @@ class Store:
         return int(analysis_id)
 
     def delete_analysis(self, analysis_id: int) -> None:
-        """Remove an analysis, its detections, tracks, jobs (cascade) and its media folder."""
+        """Remove an analysis, its detections, tracks, jobs (cascade) and then its media folder.
+
+        The rows go first, in one transaction that must delete the analysis row itself: of two
+        concurrent deletes the database lets exactly one do that, the other gets NotFound (404), and
+        only the winner touches the files. A crash between the commit and the removal leaves an
+        orphaned folder (disk, not data), never rows whose files are gone."""
         row = self.get_analysis_row(analysis_id)
+        with self._begin() as conn:
+            # Explicit deletes as well as ON DELETE CASCADE: correct even where a database was
+            # created without foreign keys enforced.
+            conn.execute(embeddings.delete().where(embeddings.c.analysis_id == analysis_id))
+            conn.execute(detections.delete().where(detections.c.analysis_id == analysis_id))
+            conn.execute(tracks.delete().where(tracks.c.analysis_id == analysis_id))
+            conn.execute(jobs.delete().where(jobs.c.analysis_id == analysis_id))
+            if conn.execute(analyses.delete().where(analyses.c.id == analysis_id)).rowcount != 1:
+                raise NotFound(f"analysis {analysis_id} not found")  # a concurrent delete won; rolled back
         folder = self.media_root / row["media_dir"]
-        trash = self.media_root / ".trash" / self.tmp_path().name
-        moved = False
-        if folder.is_dir() and folder.resolve().is_relative_to(self.media_root):
+        if row["media_dir"] and folder.is_dir() and folder.resolve().is_relative_to(self.media_root):
+            trash = self.media_root / ".trash" / self.tmp_path().name
             trash.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(folder, trash)  # atomic: the files vanish together, and come back if the rows stay
-            moved = True
-        try:
-            with self._begin() as conn:
-                # Explicit deletes as well as ON DELETE CASCADE: correct even where a database was
-                # created without foreign keys enforced.
-                conn.execute(embeddings.delete().where(embeddings.c.analysis_id == analysis_id))
-                conn.execute(detections.delete().where(detections.c.analysis_id == analysis_id))
-                conn.execute(tracks.delete().where(tracks.c.analysis_id == analysis_id))
-                conn.execute(jobs.delete().where(jobs.c.analysis_id == analysis_id))
-                conn.execute(analyses.delete().where(analyses.c.id == analysis_id))
-        except BaseException:
-            if moved:
-                os.replace(trash, folder)
-            raise
-        if moved:
+            try:
+                os.replace(folder, trash)  # atomic: a reader sees all of the files or none
+            except FileNotFoundError:
+                return
             shutil.rmtree(trash, ignore_errors=True)
 
     # -- reads ------------------------------------------------------------------------------------
@@ -939,7 +940,7 @@ def _analysis_filters(sources: list[str] | None, since: date | None, until: date
         clauses.append(analyses.c.source.in_(list(sources)))
     if since is not None:
         clauses.append(analyses.c.captured_at >= datetime.combine(since, datetime.min.time()))
-    if until is not None:
+    if until is not None and until < date.max:  # until 9999-12-31 has no next day and bounds nothing
         clauses.append(analyses.c.captured_at < datetime.combine(until + timedelta(days=1), datetime.min.time()))
     return clauses
 

@@ -20,6 +20,7 @@ import av
 import numpy as np
 
 from closetai import ClosetAIError
+from closetai.imageio import MAX_ASPECT, aspect_too_far
 
 DEFAULT_ANALYSIS_FPS = 5.0
 # Container families accepted as video (FFmpeg demuxer names). Anything else FFmpeg can open (a
@@ -205,6 +206,9 @@ def probe_video(path: str | os.PathLike, limits: VideoLimits | None = None) -> V
         if frames > 2 * duration * fps + 10:  # a header can claim any count; its own length and rate bound it
             raise VideoCorrupt(f"video header declares {frames:,} frames, more than {duration:.1f} s at "
                                f"{fps:.3g} fps can hold (corrupt header): {name}")
+        if aspect_too_far(coded_w, coded_h):
+            raise NotAVideo(f"video too thin: {coded_w}x{coded_h} pixels, its long side more than "
+                            f"{MAX_ASPECT} times its short side: {name}")
         rotation = _rotation(first)
         width, height = (coded_h, coded_w) if rotation in (90, 270) else (coded_w, coded_h)
         return VideoInfo(str(path), container.format.name, cc.name, width, height, rotation, fps, duration,

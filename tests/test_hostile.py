@@ -271,6 +271,16 @@ def clip(faststart: bool = True) -> bytes:
         return write_clip(Path(tmp) / "c.mp4", panned_frames(10, h=48, w=64), fps=10, faststart=faststart).read_bytes()
 
 
+def thin_png(width: int, height: int) -> bytes:
+    return encode(Image.fromarray(np.full((height, width, 3), 128, np.uint8)), "PNG")
+
+
+def thin_clip() -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        frames = [np.full((1600, 2, 3), 40 * i, np.uint8) for i in range(5)]
+        return write_clip(Path(tmp) / "t.mp4", frames, fps=5).read_bytes()
+
+
 def clip_without_frames() -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "z.mp4"
@@ -435,7 +445,12 @@ PHOTO_CASES = [
              "malformed multipart/form-data body"),
     raw_case("non-utf8-form-field", lambda: multipart(
         (b'Content-Disposition: form-data; name="source"', b"Caf\xe9 street \xff"), file_part(b"a.png", small_png())),
-        400, "source must be UTF-8 text"),
+        400, "source must be UTF-8 text"),    # issue 20.5: the model's resize made the short side 0 pixels (a 500)
+    upload_case("one-pixel-wide-strip", lambda: thin_png(1, 1600), "strip.png", 400, "image too thin: 1x1600"),
+    upload_case("one-pixel-high-strip", lambda: thin_png(1200, 1), "strip.png", 400, "image too thin: 1200x1"),
+    Case("five-thousand-form-fields", lambda client, url: client.post(
+        url, data={f"f{i}": "x" for i in range(5000)}, content_type="multipart/form-data"), 413,
+        "form refused: more than 1,000 fields"),  # issue 20.8: it said the file was over 1 MB
 ]
 
 
@@ -501,7 +516,7 @@ VIDEO_CASES = [
              "malformed multipart/form-data body"),
     raw_case("non-utf8-form-field", lambda: multipart(
         (b'Content-Disposition: form-data; name="source"', b"\xc0\xafstreet"), file_part(b"c.mp4", clip())),
-        400, "source must be UTF-8 text"),
+        400, "source must be UTF-8 text"),    upload_case("two-pixel-wide-clip", thin_clip, "strip.mp4", 400, "video too thin: 2x1600"),  # issue 20.5
 ]
 
 
@@ -602,6 +617,57 @@ def test_deleting_an_id_beyond_sqlite_is_a_404(refusing_app):
                          ("/api/v1/analyses/12345", "analysis 12345 not found")]:
         assert_refused(client.delete(url), "api", 404, message)
     assert_healthy_and_clean(client, app, before)
+
+
+def test_a_thin_strip_is_refused_by_the_similar_items_search(refusing_app):
+    app, client = refusing_app, refusing_app.test_client()
+    before = state(app)
+    assert_refused(post_file(client, "/api/v1/search", thin_png(1, 1600), "strip.png"), "api", 400,
+                   "image too thin: 1x1600")
+    assert_healthy_and_clean(client, app, before)
+
+
+@pytest.mark.parametrize("url", ["/report", "/report.json", "/report.csv", "/report/charts/popular.svg",
+                                 "/report/charts/over_time.svg"])
+@pytest.mark.parametrize("query", ["until=9999-12-31", "since=0001-01-01&until=9999-12-31&period=day"])
+def test_the_last_representable_day_is_a_valid_until(refusing_app, url, query):
+    """issue 20.6: until is inclusive, and 9999-12-31 has no next day (OverflowError, a 500)."""
+    client = refusing_app.test_client()
+    res = client.get(f"{url}?{query}")
+    assert res.status_code == 200, res.get_data(as_text=True)[:300]
+    if url == "/report.json":
+        assert res.get_json()["analyses"] == 1  # analysis 1 lies inside the range
+
+
+def test_concurrent_deletes_of_one_analysis_give_one_204_and_404s(app, client):
+    """issue 20.7: of 8 simultaneous DELETEs one deletes; the rest say it is not there (no 500), and a
+    photo read while it is deleted is there or a 404, never a 500."""
+    ids = [post_file(client, PHOTO_URL["api"], small_png(), f"p{i}.png").get_json()["id"] for i in range(3)]
+    for analysis_id in ids:
+        barrier = threading.Barrier(10)
+        codes: list[int] = []
+
+        def delete():
+            barrier.wait()
+            codes.append(app.test_client().delete(f"/api/v1/analyses/{analysis_id}").status_code)
+
+        def read():
+            barrier.wait()
+            for _ in range(5):
+                codes.append(-app.test_client().get(f"/media/{analysis_id}/photo.jpg").status_code)
+
+        threads = [threading.Thread(target=delete) for _ in range(8)] + [threading.Thread(target=read) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        deletes = sorted(c for c in codes if c > 0)
+        reads = {-c for c in codes if c < 0}
+        assert deletes == [204] + [404] * 7, deletes
+        assert reads <= {200, 404}, reads
+        assert client.get(f"/api/v1/analyses/{analysis_id}").status_code == 404
+    assert state(app)["rows"]["analyses"] == 0
+    assert not [p for p in (Path(app.instance_path) / "media").rglob("*") if p.is_file()]
 
 
 # ---- accepted: valid media with something hostile attached ---------------------------------------------

@@ -137,6 +137,12 @@ def register(app: Flask) -> None:
     def _too_large(exc):
         # request.max_content_length: the video upload raises the app-wide (photo) limit for itself
         limit = request.max_content_length or app.config.get("MAX_CONTENT_LENGTH") or 0
+        if request.content_length is not None and limit and request.content_length <= limit:
+            # Werkzeug raises the same 413 for a form over its part or text-field limits: a small body
+            # that is not a big file.
+            return error_response(f"form refused: more than {request.max_form_parts:,} fields, or a text "
+                                  f"field over {(request.max_form_memory_size or 0) / 1e3:.0f} kB; send one "
+                                  "file and the documented fields only", 413)
         return error_response(f"upload too large: the limit is {limit / 1e6:.3g} MB per file", 413)
 
     @app.errorhandler(HTTPException)
@@ -145,6 +151,11 @@ def register(app: Flask) -> None:
         if exc.code == 404 and not wants_json():
             message = f"page not found: {request.path}"
         return error_response(message, exc.code or 500)
+
+    @app.errorhandler(FileNotFoundError)
+    def _file_gone(exc: FileNotFoundError):
+        # a media file that existed when its row was read and was deleted before it was opened
+        return error_response("no such media file: it was deleted", 404)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
