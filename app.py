@@ -21,7 +21,7 @@ import click
 import numpy as np
 from flask import Flask
 
-from closetai import boolean, one_malloc_arena
+from closetai import boolean, one_malloc_arena, quiet_libraries
 from closetai.jobs import (
     DEFAULT_VIDEO_MIN_SIZE,
     JobContext,
@@ -226,6 +226,7 @@ def _stop_on_sigterm() -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_libraries()
     _stop_on_sigterm()
     try:
         app = create_app()

@@ -3,6 +3,8 @@
 Pipeline (one way): data -> model -> predict -> store -> report -> web/cli.
 """
 
+import logging
+
 __version__ = "0.1.0"
 
 
@@ -55,3 +57,12 @@ def one_malloc_arena() -> bool:
         return bool(libc.mallopt(-8, 1))  # M_ARENA_MAX
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
+
+
+def quiet_libraries() -> None:
+    """Log what an operator acts on (issue 20.10). Alembic's INFO lines (seven "setup plugin" at every
+    start, each revision's docstring) say nothing an operator needs: closetai.store logs one line when it
+    upgrades the schema. waitress warns "Task queue depth is N" whenever a request waits a moment for one
+    of the threads, which a page's burst of chart and media requests does on every visit."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)

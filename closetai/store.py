@@ -18,6 +18,7 @@ so a failure leaves neither a row nor a file behind.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -58,6 +59,8 @@ from closetai import ClosetAIError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 
 class NotFound(ClosetAIError):
@@ -982,7 +985,11 @@ def migrate(engine: Engine, revision: str = "head") -> None:
                 config.attributes["connection"] = conn
                 if current is None and "analyses" in inspect(conn).get_table_names():
                     command.stamp(config, _PRE_MIGRATION_REVISION)
+                    current = _PRE_MIGRATION_REVISION
                 command.upgrade(config, revision)
+            log.info("database schema %s to revision %s (%s)", "created" if current is None else
+                     f"upgraded from revision {current}", revision if revision != "head" else head,
+                     engine.url.render_as_string(hide_password=True))
             return
         except DBAPIError as exc:
             # Another process created the same tables a moment earlier ("already exists") or holds the

@@ -34,7 +34,7 @@ import os
 
 from celery import Celery
 
-from closetai import boolean
+from closetai import boolean, quiet_libraries
 from closetai.jobs import DEFAULT_VIDEO_MIN_SIZE, JobContext, VideoSettings, run_delivered_job
 from closetai.store import NotFound, StoreError, store_from_env
 from closetai.video import VideoLimits
@@ -83,6 +83,7 @@ def configure(app: Celery, broker_url: str | None) -> Celery:
     return app
 
 
+quiet_libraries()
 celery = configure(Celery("closetai"), os.environ.get("CLOSETAI_BROKER_URL") or None)
 
 

@@ -217,3 +217,46 @@ def test_the_server_stops_at_a_signal_and_leaves_no_process(tmp_path, signum):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason="models/closetai-ccp15.pt not present")
+def test_the_server_log_says_what_an_operator_needs_and_no_more(tmp_path):
+    """issue 20.10: no alembic plugin lines at start, one line for the new schema, and no "Task queue
+    depth" warnings from a burst of requests (a report page's charts and media) on the 4 threads."""
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    port = _free_port()
+    log = tmp_path / "server.log"
+    env = {**os.environ, "CLOSETAI_INSTANCE": str(tmp_path / "instance"), "CLOSETAI_PORT": str(port),
+           "CLOSETAI_DEVICE": "cpu", "CLOSETAI_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log.open("ab"),
+                            stderr=subprocess.STDOUT)
+
+    def get(path: str) -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=60) as r:
+            r.read()
+            return r.status
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            try:
+                get("/api/v1/health")
+                break
+            except OSError:
+                time.sleep(0.3)
+        with ThreadPoolExecutor(24) as pool:
+            codes = list(pool.map(get, ["/api/v1/health", "/report", "/static/style.css"] * 16))
+        assert set(codes) == {200}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+    text = log.read_text()
+    assert "setup plugin" not in text and "Running upgrade" not in text, text
+    assert "Task queue depth" not in text, text
+    assert text.count("database schema created to revision") == 1, text
+    assert "ClosetAI serving on" in text
