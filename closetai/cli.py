@@ -339,6 +339,7 @@ def _cmd_detect(a: argparse.Namespace) -> int:
     from closetai.annotate import annotate
     from closetai.evaluate import write_json_atomic
     from closetai.imageio import load_rgb, save_jpeg  # noqa: F401
+    from closetai.people import with_people
     from closetai.predict import Predictor
 
     predictor = Predictor(a.model, device=a.device, min_score=a.min_score, threads=a.threads)
@@ -350,9 +351,10 @@ def _cmd_detect(a: argparse.Namespace) -> int:
             failed.append(str(exc))
             continue
         dets = predictor(rgb)
+        items, people = with_people(dets)
         results.append({"image": Path(path).name, "width": rgb.shape[1], "height": rgb.shape[0],
                         "model": {"name": predictor.info["name"], "taxonomy": predictor.info["taxonomy"]},
-                        "detections": dets.to_json()})
+                        "detections": items, "people": people})
         if a.annotate:
             from PIL import Image
 

@@ -16,11 +16,16 @@ pytestmark = needs_model
 
 
 def _check_schema(item, width, height):
-    assert set(item) == {"image", "width", "height", "model", "detections"}
+    assert set(item) == {"image", "width", "height", "model", "detections", "people"}
     assert (item["width"], item["height"]) == (width, height)
     assert item["model"]["taxonomy"] == "closetai-ccp-15" and item["model"]["name"]
+    people = {p["id"]: p for p in item["people"]}  # issue 21: empty for a model without `person`
+    for p in item["people"]:
+        assert set(p) == {"id", "box", "score", "mask", "garments"}
+        assert all(item["detections"][i]["person"] == p["id"] for i in p["garments"])
     for d in item["detections"]:
-        assert set(d) == {"label", "score", "box", "mask"}
+        assert set(d) == {"label", "score", "box", "mask", "person"}
+        assert d["person"] is None or d["person"] in people
         assert 0 <= d["score"] <= 1 and len(d["box"]) == 4
         x1, y1, x2, y2 = d["box"]
         assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height
