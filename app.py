@@ -10,7 +10,6 @@ Settings: defaults below < instance/config.py < environment (CLOSETAI_*) < test_
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
@@ -21,54 +20,19 @@ import click
 import numpy as np
 from flask import Flask
 
-from closetai import boolean, one_malloc_arena, quiet_libraries
+from closetai import one_malloc_arena, quiet_libraries, settings
 from closetai.jobs import (
-    DEFAULT_VIDEO_MIN_SIZE,
     JobContext,
     ThreadJobRunner,
     VideoSettings,
     recover_interrupted,
 )
 from closetai.store import Store, default_sqlite_url
-from closetai.video import VideoLimits
 from closetai.web import LOOPBACK_HOSTS, allowed_hosts, register
 from closetai.web.auth import access_from_config
 from closetai.web.server import serve
 
 log = logging.getLogger("closetai.app")
-
-
-# Environment variable -> (config key, type)
-_ENV = {
-    "CLOSETAI_MODEL": ("MODEL_PATH", str),
-    "CLOSETAI_DEVICE": ("DEVICE", str),
-    "CLOSETAI_DATABASE_URL": ("DATABASE_URL", str),
-    "CLOSETAI_MEDIA_ROOT": ("MEDIA_ROOT", str),
-    "CLOSETAI_MAX_UPLOAD_MB": ("MAX_UPLOAD_MB", float),
-    "CLOSETAI_MAX_PIXELS": ("MAX_PIXELS", int),
-    "CLOSETAI_MIN_SCORE": ("MIN_SCORE", float),
-    "CLOSETAI_ANALYSIS_MAX_SIDE": ("ANALYSIS_MAX_SIDE", int),
-    "CLOSETAI_THREADS": ("THREADS", int),
-    "CLOSETAI_SECRET_KEY": ("SECRET_KEY", str),
-    "CLOSETAI_ALLOWED_HOSTS": ("ALLOWED_HOSTS", str),
-    # Access control (closetai.web.auth): any of the first three turns it on.
-    "CLOSETAI_PASSWORD": ("PASSWORD", str),
-    "CLOSETAI_PASSWORD_HASH": ("PASSWORD_HASH", str),
-    "CLOSETAI_API_TOKENS": ("API_TOKENS", str),
-    "CLOSETAI_SECURE_COOKIES": ("SECURE_COOKIES", boolean),
-    "CLOSETAI_SESSION_HOURS": ("SESSION_HOURS", float),
-    "CLOSETAI_VIDEO_FPS": ("VIDEO_FPS", float),
-    "CLOSETAI_VIDEO_MIN_SIZE": ("VIDEO_MIN_SIZE", int),
-    "CLOSETAI_VIDEO_MAX_UPLOAD_MB": ("VIDEO_MAX_UPLOAD_MB", float),
-    "CLOSETAI_VIDEO_MAX_DURATION_S": ("VIDEO_MAX_DURATION_S", float),
-    "CLOSETAI_VIDEO_MAX_PIXELS": ("VIDEO_MAX_PIXELS", int),
-    "CLOSETAI_VIDEO_SHOT_CUTS": ("VIDEO_SHOT_CUTS", boolean),
-    "CLOSETAI_VIDEO_REID": ("VIDEO_REID", boolean),
-    "CLOSETAI_JOB_WORKERS": ("JOB_WORKERS", int),
-    "CLOSETAI_JOB_STALE_S": ("JOB_STALE_S", float),
-    "CLOSETAI_BROKER_URL": ("BROKER_URL", str),
-    "CLOSETAI_REPORT_CHART_PROCESS": ("REPORT_CHART_PROCESS", boolean),
-}
 
 
 def _heic_supported() -> bool:
@@ -80,16 +44,10 @@ def _heic_supported() -> bool:
 
 
 def _env_overrides() -> dict[str, Any]:
-    out = {}
-    for var, (key, kind) in _ENV.items():
-        raw = os.environ.get(var)
-        if raw in (None, ""):
-            continue
-        try:
-            out[key] = kind(raw)
-        except ValueError:
-            raise SystemExit(f"closetai: {var}={raw!r} is not a valid {kind.__name__}") from None
-    return out
+    try:
+        return settings.from_env()
+    except settings.BadSetting as exc:
+        raise SystemExit(f"closetai: {exc}") from None
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -97,52 +55,20 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     once), INSTANCE_PATH, DATABASE_URL, MAX_UPLOAD_MB, MAX_PIXELS, MIN_SCORE, ..."""
     test_config = dict(test_config or {})
     one_malloc_arena()  # before any worker thread exists (closetai.one_malloc_arena says why)
-    instance_path = test_config.pop("INSTANCE_PATH", None) or os.environ.get("CLOSETAI_INSTANCE") or None
+    instance_path = test_config.pop("INSTANCE_PATH", None) or _env_overrides().get("INSTANCE") or None
     app = Flask(__name__, instance_relative_config=True, instance_path=instance_path and str(Path(instance_path).resolve()))
+    app.config.from_mapping(settings.defaults())  # every CLOSETAI_* setting (closetai.settings)
     app.config.from_mapping(
-        SECRET_KEY="dev",  # must be replaced when access control is on (create_app refuses 'dev' then)
-        # Host names the server answers to (closetai.web: DNS rebinding guard); comma-separated, "*" any.
-        ALLOWED_HOSTS="localhost,127.0.0.1,::1",
-        PASSWORD=None,  # team password for the pages; or PASSWORD_HASH, a werkzeug hash of it
-        PASSWORD_HASH=None,
-        API_TOKENS=None,  # comma-separated bearer tokens for the API
-        SECURE_COOKIES=None,  # None: Secure session cookie exactly when access control is on
-        SESSION_HOURS=12.0,  # a login lasts this long after its last request
+        # Not settings a user changes: limits and hooks the tests and benchmarks set.
         LOGIN_MAX_FAILURES=5,  # failed logins per client address within LOGIN_WINDOW_S, then 429
         LOGIN_WINDOW_S=300.0,
-        MODEL_PATH=None,  # None: closetai.predict's default (models/closetai-ccp15.pt)
-        DEVICE="auto",
-        THREADS=None,
-        DATABASE_URL=None,  # None: SQLite file in the instance folder
-        MEDIA_ROOT=None,  # None: <instance>/media
-        MAX_UPLOAD_MB=25.0,
-        MAX_PIXELS=40_000_000,
-        MIN_SCORE=None,  # None: the model file's default threshold
-        ANALYSIS_MAX_SIDE=1600,  # larger photos are analysed and stored downscaled; 0 keeps full size
-        PREDICTOR=None,
+        PREDICTOR=None,  # an already loaded Predictor (tests load the model once)
         HEIC_SUPPORTED=_heic_supported(),
-        VIDEO_FPS=5.0,  # analysis rate (frames analysed per second of clip)
-        VIDEO_MIN_SIZE=DEFAULT_VIDEO_MIN_SIZE,  # inference short side for video frames (photos keep the model's)
         VIDEO_BATCH_SIZE=None,  # frames per forward pass; None: 1 on a CPU, 8 on a GPU (closetai.videoanalysis)
         # The annotated video holds the analysed frames (at VIDEO_FPS), not every frame: annotating and
         # encoding all 450 frames of a 15 s 720x1280 clip costs ~15-20 s on 2 cores, a third of the budget.
         VIDEO_ANNOTATE_ALL_FRAMES=False,
-        # Position matching ends at shot cuts (closetai.track): different people in one place are not one
-        # garment. False: tracks carry across cuts by position.
-        VIDEO_SHOT_CUTS=True,
-        # After a cut, a garment that looks like one of an earlier shot (same class, cosine >= 0.94)
-        # continues its track, so an outfit a reel cuts back to is counted once. False: it is new.
-        VIDEO_REID=True,
-        VIDEO_MAX_UPLOAD_MB=200.0,
-        VIDEO_MAX_DURATION_S=300.0,  # 5 min of clip is ~15 min of analysis on a 2-core CPU
-        VIDEO_MAX_PIXELS=3840 * 2160,
-        JOB_WORKERS=1,  # one Mask R-CNN at a time: two on 2 cores only thrash
-        JOB_STALE_S=60.0,  # a running job without a heartbeat this long is failed (closetai.jobs)
         JOB_PROGRESS_INTERVAL_S=0.5,
-        BROKER_URL=None,  # None: jobs run in this process's threads; redis://...: on `closetai worker`s (Celery)
-        # A second process draws some of a cold /report's charts meanwhile (closetai.web.report.ChartProcess):
-        # ~0.3 s less on 2 cores at 100k garments, ~100 MB more memory.
-        REPORT_CHART_PROCESS=True,
     )
     app.config.from_pyfile("config.py", silent=True)
     app.config.update(_env_overrides())
@@ -175,12 +101,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     # Background jobs (closetai.jobs): jobs a dead process left 'running' are failed now; worker threads
     # start with the first upload (or main()), so `flask <command>` never starts work it would abandon.
-    video = VideoSettings(fps=app.config["VIDEO_FPS"], min_size=app.config["VIDEO_MIN_SIZE"] or None,
-                          batch_size=app.config["VIDEO_BATCH_SIZE"],
-                          annotate_all_frames=app.config["VIDEO_ANNOTATE_ALL_FRAMES"],
-                          shot_cuts=app.config["VIDEO_SHOT_CUTS"], reid=app.config["VIDEO_REID"],
-                          limits=VideoLimits(max_duration_s=app.config["VIDEO_MAX_DURATION_S"],
-                                             max_pixels=app.config["VIDEO_MAX_PIXELS"]))
+    video = VideoSettings.from_config(app.config)
     app.extensions["closetai.video_settings"] = video
     ctx = JobContext(store=store, predictor=predictor, lock=app.extensions["closetai.lock"], video=video,
                      progress_interval_s=app.config["JOB_PROGRESS_INTERVAL_S"])
@@ -234,8 +155,7 @@ def main() -> None:
         _shutdown(None)
         return
     app.logger.setLevel(logging.INFO)
-    host = os.environ.get("CLOSETAI_HOST", "127.0.0.1")
-    port = int(os.environ.get("CLOSETAI_PORT", "5000"))
+    host, port = app.config["HOST"], app.config["PORT"]
     info = app.extensions["closetai.predictor"].info
     if host not in LOOPBACK_HOSTS and not app.extensions["closetai.access"].enabled:
         log.warning("listening on %s with access control off: anyone who can reach it can see and delete "

@@ -36,8 +36,7 @@ def fill_store(store, n: int, dim: int, model: str, seed: int = 0) -> None:
 
     import numpy as np
 
-    from closetai.embed import to_blob
-    from closetai.store import analyses, detections, embeddings
+    from closetai.store import analyses, detections, embeddings, to_blob
 
     rng = np.random.default_rng(seed)
     classes = [f"class{i}" for i in range(15)]

@@ -7,7 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from closetai import ClosetAIError, __version__
+from closetai import ClosetAIError, __version__, settings
+
+DEFAULTS = settings.defaults()  # `closetai video` starts from the web app's video settings
 
 
 def _cmd_prepare(a: argparse.Namespace) -> int:
@@ -416,7 +418,6 @@ def _open_store(a: argparse.Namespace):
 
 
 def _cmd_ingest(a: argparse.Namespace) -> int:
-    import os
     import time
 
     from tqdm import tqdm
@@ -424,7 +425,7 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
     from closetai.ingest import ingest_folder
 
     store = _open_store(a)
-    broker = a.broker_url or os.environ.get("CLOSETAI_BROKER_URL")
+    broker = a.broker_url or settings_load()["BROKER_URL"]
     if broker:
         return _ingest_on_workers(a, store, broker)
 
@@ -460,22 +461,32 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
     return 0
 
 
+def settings_load() -> dict:
+    return settings.load()
+
+
+def video_settings():
+    """How `closetai ingest` analyses clips: the web app's and the workers' CLOSETAI_VIDEO_* settings
+    (limits, rate, cuts, re-identification), so a clip means the same wherever it is analysed."""
+    from closetai.jobs import VideoSettings
+
+    return VideoSettings.from_config(settings_load())
+
+
 def _ingest_on_workers(a: argparse.Namespace, store, broker: str) -> int:
     """`closetai ingest` with a broker: one job per new file for `closetai worker` processes, then a
     progress bar over the jobs and the same summary line as the in-process ingest (or, with --no-wait,
     what was queued)."""
-    import os
     import time
 
     from kombu.exceptions import OperationalError
     from tqdm import tqdm
 
     from closetai.ingest import collect_jobs, queue_folder
-    from closetai.jobs import DEFAULT_VIDEO_MIN_SIZE, VideoSettings
     from closetai.worker import CeleryJobRunner
 
     started = time.perf_counter()
-    settings = VideoSettings(min_size=int(os.environ.get("CLOSETAI_VIDEO_MIN_SIZE") or DEFAULT_VIDEO_MIN_SIZE))
+    settings = video_settings()
     runner = CeleryJobRunner(broker)
     try:
         fan = queue_folder(a.folder, store, runner.submit, source=a.source, recursive=a.recursive,
@@ -509,12 +520,24 @@ def _ingest_on_workers(a: argparse.Namespace, store, broker: str) -> int:
     return 0
 
 
+def _cmd_settings(a: argparse.Namespace) -> int:
+    if not a.values:
+        print(settings.markdown_table())
+        return 0
+    cfg = settings.load()
+    for s in settings.SETTINGS:
+        value = cfg[s.key]
+        secret = s.key in ("PASSWORD", "PASSWORD_HASH", "API_TOKENS", "SECRET_KEY") and value not in (None, "dev")
+        print(f"{s.env}={'(set)' if secret else ('' if value is None else value)}")
+    return 0
+
+
 def _cmd_worker(a: argparse.Namespace) -> int:
     """A Celery worker (closetai.worker) on the shared database: --concurrency processes, each loading the
     model on its first job."""
     import os
 
-    broker = a.broker_url or os.environ.get("CLOSETAI_BROKER_URL")
+    broker = a.broker_url or settings_load()["BROKER_URL"]
     if not broker:
         raise ClosetAIError("no broker: set CLOSETAI_BROKER_URL (e.g. redis://127.0.0.1:6379/0) or --broker-url")
     if a.concurrency < 1:
@@ -539,11 +562,10 @@ def _cmd_worker(a: argparse.Namespace) -> int:
 def _ingest_videos(a: argparse.Namespace, store, videos: list[Path], load_predictor) -> tuple[int, bool]:
     """Clips found by `closetai ingest`: each through the web's video job (closetai.jobs), one at a time.
     Returns (stored or already stored, interrupted)."""
-    import os
 
-    from closetai.jobs import DEFAULT_VIDEO_MIN_SIZE, VideoSettings, ingest_video
+    from closetai.jobs import ingest_video
 
-    settings = VideoSettings(min_size=int(os.environ.get("CLOSETAI_VIDEO_MIN_SIZE") or DEFAULT_VIDEO_MIN_SIZE))
+    settings = video_settings()
     predictor, ok = None, 0
     try:
         for path in videos:
@@ -759,7 +781,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--annotated", help="write an annotated H.264 mp4 here")
     s.add_argument("--all-frames", action="store_true",
                    help="annotated video holds every frame (latest annotations), not just the analysed ones")
-    s.add_argument("--fps", type=float, default=5.0, help="analysis rate (0 = every frame)")
+    s.add_argument("--fps", type=float, default=DEFAULTS["VIDEO_FPS"], help="analysis rate (0 = every frame)")
     s.add_argument("--model")
     s.add_argument("--device", default="auto")
     s.add_argument("--min-score", type=float)
@@ -772,8 +794,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-reid", action="store_true",
                    help="after a cut every garment is new (by default one that looks like a garment of an "
                         "earlier shot continues its track)")
-    s.add_argument("--max-duration", type=float, default=600.0, help="seconds")
-    s.add_argument("--max-pixels", type=int, default=3840 * 2160, help="per frame")
+    s.add_argument("--max-duration", type=float, default=DEFAULTS["VIDEO_MAX_DURATION_S"], help="seconds")
+    s.add_argument("--max-pixels", type=int, default=DEFAULTS["VIDEO_MAX_PIXELS"], help="per frame")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_video)
 
@@ -793,6 +815,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-wait", action="store_true", help="with a broker: queue the files and return at once")
     _add_store_options(s)
     s.set_defaults(func=_cmd_ingest)
+
+    s = sub.add_parser("settings", help="print every CLOSETAI_* setting: default, meaning (a Markdown table), "
+                       "and the values this environment gives")
+    s.add_argument("--values", action="store_true", help="the values in effect here instead of the table")
+    s.set_defaults(func=_cmd_settings)
 
     s = sub.add_parser("worker", help="run queued jobs (videos, ingested photos) from CLOSETAI_BROKER_URL (Celery)")
     s.add_argument("--concurrency", type=int, default=1, help="worker processes, each with its own model")

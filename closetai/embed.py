@@ -260,16 +260,3 @@ def whitening_path(model_path) -> Path:
     """models/closetai-ccp15.pt -> models/closetai-ccp15.embed.npz"""
     model_path = Path(model_path)
     return model_path.with_name(model_path.stem + ".embed.npz")
-
-
-def to_blob(vector: np.ndarray) -> bytes:
-    """float16 little-endian bytes: half the space of float32; cosine scores move by < 1e-3."""
-    return np.asarray(vector, dtype="<f2").tobytes()
-
-
-def from_blob(blob: bytes, dim: int) -> np.ndarray:
-    v = np.frombuffer(blob, dtype="<f2")
-    if v.size != dim:
-        raise ValueError(f"embedding blob holds {v.size} values, expected {dim}")
-    return v.astype(np.float32)
-

@@ -37,7 +37,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -89,6 +89,15 @@ class VideoSettings:
     limits: VideoLimits = field(default_factory=VideoLimits)
     shot_cuts: bool = True  # tracks end at shot cuts (closetai.track.ShotCuts)
     reid: bool = True  # after a cut, a garment that looks like one of an earlier shot continues its track
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> VideoSettings:
+        """From the web app's config or closetai.settings.load(): the same VIDEO_* keys everywhere."""
+        return cls(fps=float(cfg["VIDEO_FPS"]), min_size=int(cfg["VIDEO_MIN_SIZE"]) or None,
+                   batch_size=cfg.get("VIDEO_BATCH_SIZE"), annotate_all_frames=bool(cfg.get("VIDEO_ANNOTATE_ALL_FRAMES")),
+                   shot_cuts=bool(cfg["VIDEO_SHOT_CUTS"]), reid=bool(cfg["VIDEO_REID"]),
+                   limits=VideoLimits(max_duration_s=float(cfg["VIDEO_MAX_DURATION_S"]),
+                                      max_pixels=int(cfg["VIDEO_MAX_PIXELS"])))
 
 
 @dataclass

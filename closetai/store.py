@@ -30,6 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from sqlalchemy import (
     CheckConstraint,
     Column,
@@ -158,7 +159,7 @@ Index("ix_detections_report", detections.c.analysis_id, detections.c.score, dete
       detections.c.colour_name, detections.c.colour_hex)
 
 # One row per garment: a photo detection (detection_id) or a video track (track_id, its best view).
-# Vectors are float16 bytes (closetai.embed.to_blob) with their length and the model that made them, so
+# Vectors are float16 bytes (to_blob below) with their length and the model that made them, so
 # `closetai reindex` can find rows a newer embedding made stale. label copies the garment's class: the
 # similar-items index filters on it without a join.
 embeddings = Table(
@@ -415,11 +416,6 @@ class Store:
         def rel(key: str) -> str | None:
             return f"{rel_dir}/{_FILE_NAMES[key]}" if key in new.files else None
 
-        if any(d.embedding is not None for d in dets) or any(t.embedding is not None for t in trks):
-            # _insert_embeddings uses closetai.embed, which imports torch: seconds the first time in a
-            # process, and never while this transaction holds SQLite's write lock (other writers waited
-            # out their 10 s busy timeout behind a first insert).
-            import closetai.embed  # noqa: F401
         moved = False
         try:
             with self._begin() as conn:
@@ -655,7 +651,6 @@ class Store:
     def load_embeddings(self, after_id: int = 0, model: str | None = None) -> dict[str, Any]:
         """Rows with id > after_id, in id order: {"ids", "analysis_ids", "labels", "vectors" (N, D) float32}.
         Rows of another dimension than the first are skipped (a half-finished reindex to a new size)."""
-        import numpy as np
 
         query = (select(embeddings.c.id, embeddings.c.analysis_id, embeddings.c.label, embeddings.c.dim,
                         embeddings.c.vector).where(embeddings.c.id > after_id).order_by(embeddings.c.id))
@@ -742,7 +737,6 @@ class Store:
     def put_embeddings(self, analysis_id: int, model: str, rows: list[dict[str, Any]]) -> int:
         """Insert or replace embeddings (reindex). rows: {"detection_id" or "track_id", "label", "vector"}.
         A replaced row keeps its id, so item links stay valid. Returns the rows written."""
-        from closetai.embed import to_blob
 
         with self._begin() as conn:
             for r in rows:
@@ -879,7 +873,6 @@ def _insert_embeddings(conn: Connection, analysis_id: int, model: str, dets: lis
     """Embedding rows for the photo detections and tracks of a new analysis that carry a vector."""
     if not any(d.embedding is not None for d in dets) and not any(t.embedding is not None for t in trks):
         return
-    from closetai.embed import to_blob  # already imported by add_analysis, outside its transaction
     det_ids = dict(conn.execute(select(detections.c.idx, detections.c.id)
                                 .where(detections.c.analysis_id == analysis_id)).all())
     rows = [{"analysis_id": analysis_id, "detection_id": det_ids[i], "track_id": None, "label": d.label,
@@ -952,6 +945,20 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 _PRE_MIGRATION_REVISION = "0001"  # the schema metadata.create_all made before migrations existed
 
 
+# The blob encoding lives here, not in closetai.embed: that module imports torch, and the database layer
+# must not (an import inside a write transaction held SQLite's lock for seconds).
+def to_blob(vector: np.ndarray) -> bytes:
+    """float16 little-endian bytes: half the space of float32; cosine scores move by < 1e-3."""
+    return np.asarray(vector, dtype="<f2").tobytes()
+
+
+def from_blob(blob: bytes, dim: int) -> np.ndarray:
+    v = np.frombuffer(blob, dtype="<f2")
+    if v.size != dim:
+        raise ValueError(f"embedding blob holds {v.size} values, expected {dim}")
+    return v.astype(np.float32)
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Apply the Alembic migrations in closetai/migrations up to `revision` (idempotent).
 
@@ -1003,9 +1010,12 @@ def store_from_env(instance: str | os.PathLike | None = None, database_url: str 
     """The database and media folder the web app uses (app.py), for the CLI and the workers: `instance`
     or $CLOSETAI_INSTANCE, else instance/ beside app.py; `database_url` or $CLOSETAI_DATABASE_URL, else
     the SQLite file in it; $CLOSETAI_MEDIA_ROOT, else instance/media. Opens it; creates nothing."""
-    folder = Path(instance or os.environ.get("CLOSETAI_INSTANCE") or Path(__file__).resolve().parents[1] / "instance")
-    url = database_url or os.environ.get("CLOSETAI_DATABASE_URL") or default_sqlite_url(folder)
-    return Store(url, os.environ.get("CLOSETAI_MEDIA_ROOT") or folder / "media")
+    from closetai import settings
+
+    cfg = settings.load()
+    folder = Path(instance or cfg["INSTANCE"] or Path(__file__).resolve().parents[1] / "instance")
+    url = database_url or cfg["DATABASE_URL"] or default_sqlite_url(folder)
+    return Store(url, cfg["MEDIA_ROOT"] or folder / "media")
 
 
 def default_sqlite_url(instance_path: str | os.PathLike) -> str:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from closetai import ClosetAIError
 from closetai.detections import Detections
+from closetai.device import pick_device
 from closetai.evaluate import CocoEvaluator
 from closetai.model import DEFAULT_CONFIG, build_model, model_for_training, save_model
 
@@ -203,16 +204,6 @@ def _from_rank0(value: float, device: torch.device) -> float:
 def _sum_over_processes(values: torch.Tensor) -> torch.Tensor:
     dist.all_reduce(values)
     return values
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ClosetAIError("--device cuda asked for, but no CUDA GPU is available")
-    if name not in ("cpu", "cuda"):
-        raise ClosetAIError(f"unknown device {name!r} (cpu, cuda or auto)")
-    return torch.device(name)
 
 
 @torch.inference_mode()

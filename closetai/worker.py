@@ -34,10 +34,9 @@ import os
 
 from celery import Celery
 
-from closetai import boolean, quiet_libraries
-from closetai.jobs import DEFAULT_VIDEO_MIN_SIZE, JobContext, VideoSettings, run_delivered_job
+from closetai import quiet_libraries, settings
+from closetai.jobs import JobContext, VideoSettings, run_delivered_job
 from closetai.store import NotFound, StoreError, store_from_env
-from closetai.video import VideoLimits
 
 log = logging.getLogger("closetai.worker")
 
@@ -50,17 +49,12 @@ QUEUE = "closetai"
 # It is also how long a job of a worker MACHINE that vanished waits before another worker takes it
 # (a killed worker PROCESS is requeued at once by reject_on_worker_lost). A job that does run longer is
 # redelivered while running and only causes a "busy, ask again later" retry, never a second run.
-DEFAULT_VISIBILITY_S = 1800.0
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
+# (CLOSETAI_BROKER_VISIBILITY_S in closetai.settings.)
 
 
 def configure(app: Celery, broker_url: str | None) -> Celery:
     """Broker and delivery settings (module docstring) for the worker and for submitting clients."""
-    visibility = _env_float("CLOSETAI_BROKER_VISIBILITY_S", DEFAULT_VISIBILITY_S)
+    visibility = settings.load()["BROKER_VISIBILITY_S"]
     app.conf.update(
         broker_url=broker_url,
         broker_connection_retry_on_startup=True,
@@ -84,7 +78,7 @@ def configure(app: Celery, broker_url: str | None) -> Celery:
 
 
 quiet_libraries()
-celery = configure(Celery("closetai"), os.environ.get("CLOSETAI_BROKER_URL") or None)
+celery = configure(Celery("closetai"), settings.load()["BROKER_URL"])
 
 
 class CeleryJobRunner:
@@ -118,20 +112,14 @@ def worker_context() -> JobContext:
     if _context is None or _context_pid != os.getpid():
         from closetai.predict import Predictor
 
-        threads = os.environ.get("CLOSETAI_THREADS")
+        cfg = settings.load()
+        threads = cfg["THREADS"]
         if threads:  # OpenCV (colours, resizes) would otherwise start a thread per core in every process
             import cv2
 
             cv2.setNumThreads(int(threads))
-        predictor = Predictor(os.environ.get("CLOSETAI_MODEL") or None, device=os.environ.get("CLOSETAI_DEVICE") or "auto",
-                              threads=int(threads) if threads else None)
-        min_size = os.environ.get("CLOSETAI_VIDEO_MIN_SIZE")
-        limits = VideoLimits(max_duration_s=_env_float("CLOSETAI_VIDEO_MAX_DURATION_S", 300.0),
-                             max_pixels=int(_env_float("CLOSETAI_VIDEO_MAX_PIXELS", 3840 * 2160)))
-        video = VideoSettings(fps=_env_float("CLOSETAI_VIDEO_FPS", 5.0),
-                              min_size=int(min_size) if min_size else DEFAULT_VIDEO_MIN_SIZE, limits=limits,
-                              shot_cuts=boolean(os.environ.get("CLOSETAI_VIDEO_SHOT_CUTS") or "1"),
-                              reid=boolean(os.environ.get("CLOSETAI_VIDEO_REID") or "1"))
+        predictor = Predictor(cfg["MODEL_PATH"], device=cfg["DEVICE"], threads=threads)
+        video = VideoSettings.from_config(cfg)
         _context = JobContext(store=store_from_env(), predictor=predictor, video=video)
         _context_pid = os.getpid()
         log.info("worker process %d: model %s on %s", os.getpid(), predictor.info["name"], predictor.info["device"])
@@ -139,7 +127,7 @@ def worker_context() -> JobContext:
 
 
 def stale_after_s() -> float:
-    return _env_float("CLOSETAI_JOB_STALE_S", 60.0)
+    return settings.load()["JOB_STALE_S"]
 
 
 @celery.task(name=TASK, bind=True, max_retries=None)
@@ -153,6 +141,6 @@ def run_job_task(self, job_id: int) -> str:
         raise self.retry(exc=exc, countdown=10, max_retries=60) from exc
     if outcome == "busy":
         # Sooner than the visibility timeout, so this retry is not itself restored as "unacked".
-        recheck_s = min(stale_after_s(), _env_float("CLOSETAI_BROKER_VISIBILITY_S", DEFAULT_VISIBILITY_S) / 2)
+        recheck_s = min(stale_after_s(), settings.load()["BROKER_VISIBILITY_S"] / 2)
         raise self.retry(countdown=recheck_s)
     return outcome

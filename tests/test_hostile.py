@@ -647,11 +647,11 @@ def test_concurrent_deletes_of_one_analysis_give_one_204_and_404s(app, client):
         barrier = threading.Barrier(10)
         codes: list[int] = []
 
-        def delete():
+        def delete(analysis_id=analysis_id, barrier=barrier, codes=codes):
             barrier.wait()
             codes.append(app.test_client().delete(f"/api/v1/analyses/{analysis_id}").status_code)
 
-        def read():
+        def read(analysis_id=analysis_id, barrier=barrier, codes=codes):
             barrier.wait()
             for _ in range(5):
                 codes.append(-app.test_client().get(f"/media/{analysis_id}/photo.jpg").status_code)

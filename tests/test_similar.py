@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from closetai.detections import Detections
-from closetai.embed import EMBEDDING_NAME, from_blob, to_blob
+from closetai.embed import EMBEDDING_NAME
 from closetai.similar import ExactIndex, SimilarItems
-from closetai.store import NewAnalysis, NewDetection, NewTrack, NotFound, Store
+from closetai.store import NewAnalysis, NewDetection, NewTrack, NotFound, Store, from_blob, to_blob
 from tests.helpers import REPO, EmbeddingFakePredictor, FakePredictor, needs_model, tiny_model_config
 
 sys.path.insert(0, str(REPO / "bench"))

@@ -5,12 +5,12 @@ connects to $CLOSETAI_DATABASE_URL, else the SQLite file in instance/.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from alembic import context
 from sqlalchemy import create_engine
 
+from closetai import settings
 from closetai.store import default_sqlite_url, metadata
 
 config = context.config
@@ -30,8 +30,8 @@ if connection is not None:
 elif context.is_offline_mode():
     raise SystemExit("closetai migrations run online only (they need the database)")
 else:
-    url = os.environ.get("CLOSETAI_DATABASE_URL") or default_sqlite_url(
-        os.environ.get("CLOSETAI_INSTANCE") or Path(__file__).resolve().parents[2] / "instance")
+    cfg = settings.load()
+    url = cfg["DATABASE_URL"] or default_sqlite_url(cfg["INSTANCE"] or Path(__file__).resolve().parents[2] / "instance")
     engine = create_engine(url)
     with engine.connect() as conn:
         _run(conn)
