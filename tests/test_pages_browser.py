@@ -1,0 +1,139 @@
+"""Every page in a real browser (Debian chromium via Playwright) at phone size (390x844) and desktop size,
+with real data: CCP photos uploaded through the API and a clip analysed by the job runner, all with the
+shipped model, served by waitress on loopback."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.helpers import CCP, needs_chromium, needs_model, served
+
+PHOTOS = [CCP / "photos" / n for n in ("0003.jpg", "0005.jpg", "0010.jpg")]
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.shared,
+    needs_chromium,
+    needs_model,
+    pytest.mark.skipif(not all(p.is_file() for p in PHOTOS), reason="needs ../shared/data/ccp/photos (not present)"),
+]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """Three photos and one clip analysed by the shipped model; yields (base_url, app, ids)."""
+    from app import create_app
+    from closetai.predict import Predictor
+    from tests.test_video_browser import make_clip
+
+    app = create_app({"PREDICTOR": Predictor(device="cpu", threads=2),
+                      "INSTANCE_PATH": tmp_path_factory.mktemp("instance")})
+    client = app.test_client()
+    photo_ids = []
+    for photo in PHOTOS:
+        with photo.open("rb") as f:
+            r = client.post("/api/v1/analyses", data={"file": (f, photo.name), "source": "CCP street"})
+        assert r.status_code == 201, r.get_json()
+        photo_ids.append(r.get_json()["id"])
+    clip = make_clip(tmp_path_factory.mktemp("clip") / "street walk.mp4")
+    with clip.open("rb") as f:
+        r = client.post("/api/v1/videos", data={"file": (f, clip.name)})
+    assert r.status_code == 202, r.get_json()
+    job_id = r.get_json()["job_id"]
+    deadline = time.monotonic() + 300
+    while client.get(f"/api/v1/jobs/{job_id}").get_json()["status"] not in ("done", "failed"):
+        assert time.monotonic() < deadline, "the clip was not analysed in 5 minutes"
+        time.sleep(1)
+    assert client.get(f"/api/v1/jobs/{job_id}").get_json()["status"] == "done"
+    with served(app) as base:
+        yield base, app, {"photos": photo_ids, "job": job_id}
+    app.extensions["closetai.jobs"].stop()
+
+
+def pages_of(ids) -> list[str]:
+    return ["/", "/videos", f"/videos/{ids['job']}", "/history", f"/analyses/{ids['photos'][0]}", "/search",
+            "/report"]
+
+
+def overflow(page) -> dict:
+    return page.evaluate("""() => ({scroll: document.documentElement.scrollWidth, view: window.innerWidth,
+        wide: Array.from(document.querySelectorAll('body *')).filter(e => {
+            const r = e.getBoundingClientRect(); return r.right > window.innerWidth + 1 && r.width > 0
+                && !e.closest('.scroll-x'); }).slice(0, 5).map(e => e.tagName + '.' + e.className + '#' + e.id)})""")
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_no_page_is_wider_than_the_window(site, browser, viewport):
+    base, _app, ids = site
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    for path in pages_of(ids):
+        page.goto(base + path)
+        page.wait_for_load_state("load")
+        if path.startswith("/analyses/"):
+            page.wait_for_selector("body[data-ready='1']")
+        # the report's number tables are open or closed depending on their length: open them all
+        page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")
+        got = overflow(page)
+        assert got["scroll"] <= got["view"], (path, got)
+    context.close()
+
+
+def test_phone_video_page_fits(site, browser):
+    base, _app, ids = site
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.goto(base + f"/videos/{ids['job']}")
+    page.wait_for_function("() => document.getElementById('annotated').readyState >= 1", timeout=30_000)
+    video = page.locator("video#annotated").bounding_box()
+    assert video["x"] >= 0 and video["x"] + video["width"] <= PHONE["width"]
+    # the track table may scroll sideways, inside its own box
+    for selector in (".video-result .scroll-x", ".downloads"):
+        box = page.locator(selector).first.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], selector
+    context.close()
+
+
+def screen_font_sizes(page, selector: str) -> list[float]:
+    """On-screen font size (CSS px) of every SVG text under selector: its font size times the scale the
+    SVG is drawn at."""
+    return page.evaluate("""(sel) => Array.from(document.querySelectorAll(sel + ' svg text')).map(t => {
+        const m = t.getScreenCTM(); return parseFloat(getComputedStyle(t).fontSize) * Math.hypot(m.a, m.b); })""",
+                         selector)
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_chart_text_is_readable(site, browser, viewport):
+    base, _app, ids = site
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    page.goto(base + "/report")
+    sizes = screen_font_sizes(page, "figure.chart")
+    assert sizes and min(sizes) >= 9, sorted(sizes)[:5]
+    page.goto(base + f"/videos/{ids['job']}")
+    sizes = screen_font_sizes(page, "#timeline")
+    assert sizes and min(sizes) >= 9, sorted(sizes)[:5]
+    context.close()
+
+
+def test_box_labels_do_not_overlap_on_a_phone(site, browser):
+    base, _app, ids = site
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    for analysis_id in ids["photos"]:
+        page.goto(base + f"/analyses/{analysis_id}")
+        page.wait_for_selector("body[data-ready='1']")
+        page.locator("#min-score").evaluate("el => { el.value = el.min; el.dispatchEvent(new Event('input')); }")
+        boxes = page.evaluate("() => JSON.parse(document.getElementById('overlay').dataset.labels || 'null')")
+        shown = int(page.inner_text("#shown-count"))
+        assert boxes is not None and (1 if shown else 0) <= len(boxes) <= shown
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                apart = a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+                assert apart, (analysis_id, a, b)
+    context.close()
