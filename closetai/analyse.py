@@ -158,11 +158,17 @@ def stored_detections(analysis: dict[str, Any], class_names: tuple[str, ...]) ->
     return dets
 
 
-def annotated_png(store: Store, analysis: dict[str, Any], class_names: tuple[str, ...]) -> bytes:
-    """The stored photo with masks, boxes and labels drawn by closetai.annotate, as PNG bytes."""
+def annotated_png(store: Store, analysis: dict[str, Any], class_names: tuple[str, ...], *,
+                  min_score: float | None = None, masks: bool = True, boxes: bool = True) -> bytes:
+    """The stored photo with masks, boxes and labels drawn by closetai.annotate, as PNG bytes: only the
+    garments scoring at least min_score, masks and boxes (with their labels) each optional, as the result
+    page's slider and toggles show them."""
     with Image.open(store.media_path(analysis["photo_path"])) as img:
         rgb = np.asarray(img.convert("RGB"))
-    out = annotate(rgb, stored_detections(analysis, class_names))
+    dets = stored_detections(analysis, class_names)
+    if min_score is not None:
+        dets = dets.filter(min_score)
+    out = annotate(rgb, dets, masks=masks, boxes=boxes, labels=boxes)
     buf = io.BytesIO()
     Image.fromarray(out).save(buf, format="PNG", compress_level=3)
     return buf.getvalue()

@@ -14,6 +14,9 @@
   const sliderValue = document.getElementById("min-score-value");
   const shownCount = document.getElementById("shown-count");
   const rows = Array.from(document.querySelectorAll("#items .item"));
+  const annotatedLink = document.getElementById("annotated-link");
+  const noneShown = document.getElementById("none-shown");
+  annotatedLink.dataset.base = annotatedLink.getAttribute("href");
   let highlight = -1;
 
   // COCO compressed RLE string -> run lengths (pycocotools' rleFrString). Runs alternate 0s and 1s,
@@ -85,6 +88,13 @@
       if (rows[index]) rows[index].hidden = !on;
     });
     shownCount.textContent = String(visible.length);
+    if (noneShown) {
+      noneShown.hidden = visible.length > 0;
+      document.getElementById("none-shown-score").textContent = min.toFixed(2);
+    }
+    // the PNG download draws what the page shows
+    annotatedLink.href = annotatedLink.dataset.base + "?min_score=" + min.toFixed(2) + "&masks=" +
+      (showMasks.checked ? "1" : "0") + "&boxes=" + (showBoxes.checked ? "1" : "0");
     ctx.clearRect(0, 0, W, H);
     if (showMasks.checked) {
       paintMasks(visible);
@@ -149,18 +159,6 @@
   [showMasks, showBoxes].forEach(function (el) { el.addEventListener("change", draw); });
   slider.addEventListener("input", draw);
   window.addEventListener("resize", draw);
-
-  // Delete: the API removes rows and files; the button only exists for people with JavaScript.
-  const del = document.getElementById("delete");
-  del.hidden = false;
-  del.addEventListener("click", async function () {
-    if (!window.confirm("Delete this analysis, its photo and its " + analysis.detections.length + " items?")) return;
-    const response = await fetch(del.dataset.api, { method: "DELETE" });
-    if (response.status === 204) { window.location.assign(del.dataset.next); return; }
-    let message = "delete failed (HTTP " + response.status + ")";
-    try { message = (await response.json()).error || message; } catch (e) { /* not JSON */ }
-    window.alert(message);
-  });
 
   function ready() {
     draw();

@@ -137,3 +137,58 @@ def test_box_labels_do_not_overlap_on_a_phone(site, browser):
                 apart = a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
                 assert apart, (analysis_id, a, b)
     context.close()
+
+
+def test_no_request_of_any_page_fails(site, browser):
+    """Every page and what it loads (the favicon included, which chromium asks for) answers below 400."""
+    base, _app, ids = site
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    failed = []
+    page.on("response", lambda r: failed.append((r.status, r.url)) if r.status >= 400 else None)
+    for path in pages_of(ids):
+        page.goto(base + path)
+        page.wait_for_load_state("networkidle")
+    assert page.evaluate("() => document.querySelector('link[rel=icon]').href").endswith("/static/favicon.svg")
+    assert failed == []
+    context.close()
+
+
+def test_slider_past_every_score_says_so_and_the_png_follows(site, browser):
+    base, _app, ids = site
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    page.goto(base + f"/analyses/{ids['photos'][0]}")
+    page.wait_for_selector("body[data-ready='1']")
+    message = page.locator("#none-shown")
+    assert not message.is_visible()
+    page.locator("#min-score").evaluate("el => { el.value = el.max; el.dispatchEvent(new Event('input')); }")
+    assert page.inner_text("#shown-count") == "0"
+    assert message.is_visible() and "No garment reaches confidence 1.00" in message.inner_text()
+    page.uncheck("#show-masks")
+    href = page.get_attribute("#annotated-link", "href")
+    assert href.endswith(f"/analyses/{ids['photos'][0]}/annotated.png?min_score=1.00&masks=0&boxes=1")
+    assert page.request.get(base + href).status == 200
+    page.locator("#min-score").evaluate("el => { el.value = el.min; el.dispatchEvent(new Event('input')); }")
+    assert not message.is_visible()
+    context.close()
+
+
+def test_delete_a_video_from_its_page(site, browser):
+    """Last in this file: it deletes the module's clip."""
+    base, app, ids = site
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.goto(base + f"/videos/{ids['job']}")
+    dialogs = []
+    page.once("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.click("#delete")
+    assert dialogs and "Delete this clip" in dialogs[0]
+    assert page.request.get(base + f"/videos/{ids['job']}").status == 200  # dismissed: kept
+    page.once("dialog", lambda d: d.accept())
+    page.click("#delete")
+    page.wait_for_url(base + "/videos", timeout=10_000)
+    assert page.request.get(base + f"/videos/{ids['job']}").status == 404
+    assert page.locator("tr.job").count() == 0
+    assert app.extensions["closetai.store"].count_analyses("video") == 0
+    context.close()

@@ -11,13 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, current_app, jsonify, render_template, request, send_file, url_for
+from flask import Blueprint, current_app, jsonify, render_template, request, url_for
 
 from closetai.analyse import fit_long_side
 from closetai.imageio import load_rgb
 from closetai.similar import SimilarItems
 from closetai.web import inference_lock, predictor, store
 from closetai.web.api import BadRequest, uploaded_photo
+from closetai.web.pages import send_private
 
 api = Blueprint("similar_api", __name__, url_prefix="/api/v1")
 pages = Blueprint("similar", __name__)
@@ -167,8 +168,7 @@ def search():
 
 @pages.get("/items/<int:item_id>/crop.jpg")
 def item_crop(item_id: int):
-    return send_file(store().media_path(store().get_item(item_id)["crop_path"]), mimetype="image/jpeg",
-                     max_age=86400, conditional=True)
+    return send_private(store().media_path(store().get_item(item_id)["crop_path"]), "image/jpeg")
 
 
 @pages.get("/search")
