@@ -160,8 +160,22 @@
   slider.addEventListener("input", draw);
   window.addEventListener("resize", draw);
 
+  // #item-N (a similar item's link): bring that garment's row into view and emphasise it on the photo
+  // (the row is marked by CSS :target). Again on hashchange: a link to another garment of this photo.
+  function showTarget() {
+    const m = /^#item-(\d+)$/.exec(window.location.hash);
+    const row = m && document.getElementById("item-" + m[1]);
+    if (!row) return;
+    highlight = Number(m[1]);
+    draw();
+    row.scrollIntoView({ block: "center" });
+  }
+  window.addEventListener("hashchange", showTarget);
+  window.closetaiShowTarget = showTarget;  // similar.js calls it again once its buttons have moved the rows
+
   function ready() {
     draw();
+    showTarget();
     document.body.dataset.ready = "1";  // the browser test and bench wait for this
   }
   const photo = document.getElementById("photo");

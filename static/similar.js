@@ -78,8 +78,12 @@
         button.hidden = false;
         button.addEventListener("click", function () {
           show(itemId, row.querySelector(".label").textContent);
+          // below the photo and the list, the panel opened out of sight (y = 1,174 in a 900 px window)
+          panel.scrollIntoView({ behavior: "smooth", block: "start" });
         });
       });
+      // the buttons made every row taller: the garment a #item-N link points at has moved
+      if (window.closetaiShowTarget) window.closetaiShowTarget();
     }).catch(function () { /* no embeddings: the buttons stay hidden */ });
   }
 

@@ -174,6 +174,49 @@ def test_slider_past_every_score_says_so_and_the_png_follows(site, browser):
     context.close()
 
 
+IN_VIEW = """(id) => { const r = document.getElementById(id).getBoundingClientRect();
+    return r.top >= 0 && r.top < window.innerHeight - 40; }"""
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_similar_panel_scrolls_into_view_when_opened(site, browser, viewport):
+    base, _app, ids = site
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    page.goto(base + f"/analyses/{ids['photos'][1]}")
+    page.wait_for_selector("body[data-ready='1']")
+    button = page.locator("#items .item .similar-button").first
+    button.wait_for(state="visible", timeout=10_000)
+    button.click()
+    page.wait_for_selector("body[data-similar-ready='1']", timeout=10_000)
+    page.wait_for_function(IN_VIEW, arg="similar", timeout=5_000)
+    context.close()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_link_to_an_item_scrolls_to_it_and_marks_it(site, browser, viewport):
+    """A similar item's link is /analyses/<id>#item-N: the page lands on that garment (also after its
+    Similar buttons appear and push the rows down) and marks it."""
+    base, _app, ids = site
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    page.mouse.move(0, 0)
+    analysis_id = ids["photos"][1]
+    last = page.context.request.get(base + f"/api/v1/analyses/{analysis_id}").json()["detections"]
+    target = f"item-{len(last) - 1}"
+    page.goto(base + f"/analyses/{analysis_id}#{target}")
+    page.wait_for_selector("body[data-ready='1']")
+    page.locator("#items .item .similar-button").first.wait_for(state="visible", timeout=10_000)
+    page.wait_for_function(IN_VIEW, arg=target, timeout=5_000)
+    colour = "(id) => getComputedStyle(document.getElementById(id)).backgroundColor"
+    assert page.evaluate(colour, target) != page.evaluate(colour, "item-0")
+    # a link to another garment of the same photo moves the mark and the view
+    page.evaluate("() => { window.location.hash = '#item-0'; }")
+    page.wait_for_function(IN_VIEW, arg="item-0", timeout=5_000)
+    assert page.evaluate(colour, "item-0") != page.evaluate(colour, target)
+    context.close()
+
+
 def test_delete_a_video_from_its_page(site, browser):
     """Last in this file: it deletes the module's clip."""
     base, app, ids = site
