@@ -4,6 +4,8 @@ shipped model, served by waitress on loopback."""
 
 from __future__ import annotations
 
+import base64
+import io
 import time
 
 import pytest
@@ -214,6 +216,52 @@ def test_link_to_an_item_scrolls_to_it_and_marks_it(site, browser, viewport):
     page.evaluate("() => { window.location.hash = '#item-0'; }")
     page.wait_for_function(IN_VIEW, arg="item-0", timeout=5_000)
     assert page.evaluate(colour, "item-0") != page.evaluate(colour, target)
+    context.close()
+
+
+DROP = """([b64, name, type]) => {
+    const bin = atob(b64), bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    const dt = new DataTransfer();
+    dt.items.add(new File([bytes], name, { type: type }));
+    return dt; }"""
+
+
+def heic_of(photo) -> bytes:
+    pillow_heif = pytest.importorskip("pillow_heif", reason="pillow-heif not installed: HEIC is optional")
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    buf = io.BytesIO()
+    Image.open(photo).save(buf, format="HEIF", quality=85)
+    return buf.getvalue()
+
+
+def test_search_takes_a_dropped_photo_and_shows_it_with_its_garments(site, browser):
+    """The dashed box takes a drop; the page shows the photo it searched with and a crop per garment; a
+    HEIC (which chromium cannot show itself) works the same (issue 20.13)."""
+    base, _app, _ids = site
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.goto(base + "/search")
+    page.wait_for_load_state("load")
+    assert "image/heic" in page.get_attribute("#search-file", "accept")
+    for n, (data, name, mime) in enumerate([(PHOTOS[0].read_bytes(), "drop.jpg", "image/jpeg"),
+                                            (heic_of(PHOTOS[1]), "iphone.heic", "image/heic")], 1):
+        transfer = page.evaluate_handle(DROP, [base64.b64encode(data).decode(), name, mime])
+        page.dispatch_event("#search-dropzone", "drop", {"dataTransfer": transfer})
+        page.wait_for_selector(f"body[data-search-ready='{n}']", timeout=60_000)
+        loaded = "img => img.complete && img.naturalWidth > 0"
+        assert page.locator("#search-photo").evaluate(loaded), name
+        crops = page.locator("#search-garments li img.crop")
+        assert crops.count() == page.locator("#search-garments li").count() >= 1
+        assert all(crops.nth(i).evaluate(loaded) for i in range(crops.count())), name
+        assert page.locator("#search-garments li.chosen").count() == 1
+        assert page.locator("#similar-grid a").count() >= 1
+    # choosing another garment marks it and shows its matches
+    if page.locator("#search-garments li").count() > 1:
+        page.locator("#search-garments li").nth(1).click()
+        assert "chosen" in page.locator("#search-garments li").nth(1).get_attribute("class")
     context.close()
 
 

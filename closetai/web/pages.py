@@ -26,7 +26,8 @@ MEDIA_CACHE_CONTROL = "private, no-cache"
 SMALL_PHOTO_SIDE = 160
 
 
-def _accepted_types() -> str:
+def accepted_types() -> str:
+    """The file picker's accept list of the photo upload and /search (HEIC when pillow-heif is there)."""
     types = ["image/jpeg", "image/png", "image/webp", ".jpg", ".jpeg", ".png", ".webp"]
     if current_app.config.get("HEIC_SUPPORTED"):
         types += ["image/heic", "image/heif", ".heic", ".heif"]
@@ -36,7 +37,7 @@ def _accepted_types() -> str:
 @bp.get("/")
 def index():
     recent = store().list_analyses(limit=6)
-    return render_template("index.html", accept=_accepted_types(), recent=[analysis_summary(r) for r in recent],
+    return render_template("index.html", accept=accepted_types(), recent=[analysis_summary(r) for r in recent],
                            heic=current_app.config.get("HEIC_SUPPORTED", False),
                            max_mb=current_app.config["MAX_CONTENT_LENGTH"] / 1e6, model=predictor().info)
 
