@@ -74,7 +74,8 @@ def jpeg_bytes(rgb: np.ndarray, quality: int = 90, max_side: int | None = None) 
     return buf.getvalue()
 
 
-def _crop(rgb: np.ndarray, box: np.ndarray, pad: float = 0.08) -> np.ndarray:
+def crop_region(rgb: np.ndarray, box: np.ndarray, pad: float = 0.08) -> np.ndarray:
+    """The box [x1, y1, x2, y2] with 8% padding, clipped to the image (a 1x1 corner when empty)."""
     h, w = rgb.shape[:2]
     x1, y1, x2, y2 = (float(v) for v in box)
     px, py = (x2 - x1) * pad, (y2 - y1) * pad
@@ -100,7 +101,7 @@ def describe(rgb: np.ndarray, dets: Detections) -> list[NewDetection]:
             colour_name=colour["name"] if colour else None, colour_hex=colour["hex"] if colour else None,
             colour_share=colour["share"] if colour else None,
             area_share=round(float(mask.sum()) / area, 5) if mask is not None else None,
-            crop_jpeg=jpeg_bytes(_crop(rgb, dets.xyxy[i]), quality=85, max_side=CROP_SIDE),
+            crop_jpeg=jpeg_bytes(crop_region(rgb, dets.xyxy[i]), quality=85, max_side=CROP_SIDE),
             embedding=dets.embeddings[i] if dets.embeddings is not None else None,
         ))
     return out
@@ -158,11 +159,17 @@ def stored_detections(analysis: dict[str, Any], class_names: tuple[str, ...]) ->
     return dets
 
 
-def annotated_png(store: Store, analysis: dict[str, Any], class_names: tuple[str, ...]) -> bytes:
-    """The stored photo with masks, boxes and labels drawn by closetai.annotate, as PNG bytes."""
+def annotated_png(store: Store, analysis: dict[str, Any], class_names: tuple[str, ...], *,
+                  min_score: float | None = None, masks: bool = True, boxes: bool = True) -> bytes:
+    """The stored photo with masks, boxes and labels drawn by closetai.annotate, as PNG bytes: only the
+    garments scoring at least min_score, masks and boxes (with their labels) each optional, as the result
+    page's slider and toggles show them."""
     with Image.open(store.media_path(analysis["photo_path"])) as img:
         rgb = np.asarray(img.convert("RGB"))
-    out = annotate(rgb, stored_detections(analysis, class_names))
+    dets = stored_detections(analysis, class_names)
+    if min_score is not None:
+        dets = dets.filter(min_score)
+    out = annotate(rgb, dets, masks=masks, boxes=boxes, labels=boxes)
     buf = io.BytesIO()
     Image.fromarray(out).save(buf, format="PNG", compress_level=3)
     return buf.getvalue()

@@ -47,17 +47,42 @@ def annotate(scene: np.ndarray, detections: Detections, masks: bool = True, boxe
                                                cv2.CHAIN_APPROX_SIMPLE, offset=(b1, a1))
                 cv2.drawContours(out, contours, -1, class_colour(int(cid)), thickness)
     for i in range(len(detections)):
-        colour = class_colour(int(detections.class_ids[i]))
-        x1, y1, x2, y2 = (int(round(v)) for v in detections.xyxy[i])
         if boxes:
-            cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
-        if labels:
+            x1, y1, x2, y2 = (int(round(v)) for v in detections.xyxy[i])
+            cv2.rectangle(out, (x1, y1), (x2, y2), class_colour(int(detections.class_ids[i])), thickness)
+    if labels and len(detections):
+        # Most confident first, each where it covers no other label: a crowd of shoes or a group of
+        # people otherwise piles its labels into one unreadable block.
+        order = np.argsort(-np.asarray(detections.scores), kind="stable")
+        placed: list[tuple[int, int, int, int]] = []
+        for i in order:
             text = f"{detections.labels[i]} {detections.scores[i]:.2f}"
             if detections.track_ids is not None:
                 text = f"#{detections.track_ids[i]} " + text
             (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-            ty = max(y1, th + base + 2)
-            cv2.rectangle(out, (x1, ty - th - base - 2), (x1 + tw + 4, ty), colour, -1)
-            cv2.putText(out, text, (x1 + 2, ty - base), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1,
+            spot = free_label_spot(detections.xyxy[i], tw + 4, th + base + 2, placed, w, h)
+            if spot is None:
+                continue
+            lx, ly = spot
+            placed.append((lx, ly, lx + tw + 4, ly + th + base + 2))
+            cv2.rectangle(out, (lx, ly), (lx + tw + 4, ly + th + base + 2), class_colour(int(detections.class_ids[i])), -1)
+            cv2.putText(out, text, (lx + 2, ly + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1,
                         cv2.LINE_AA)
     return out
+
+
+def free_label_spot(box, tw: int, th: int, placed: list[tuple[int, int, int, int]], width: int,
+                    height: int) -> tuple[int, int] | None:
+    """Top-left corner for a tw x th label of `box` [x1, y1, x2, y2] that overlaps none of `placed`
+    (x1, y1, x2, y2 rectangles), inside the image: above the box's top-left corner, else inside its
+    top, lower down the box, below it, then the same at its right edge. None when nowhere is free (the
+    label is left out; the list or JSON names every garment)."""
+    x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+    xs = [min(max(0, x1), max(0, width - tw)), min(max(0, x2 - tw), max(0, width - tw))]
+    ys = [y1 - th, *range(y1, max(y1, y2 - th) + 1, max(1, th)), y2]
+    for x in xs:
+        for y in ys:
+            y = min(max(0, y), max(0, height - th))
+            if all(x + tw <= a or c <= x or y + th <= b or d <= y for a, b, c, d in placed):
+                return x, y
+    return None

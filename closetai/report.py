@@ -281,6 +281,11 @@ def _render(fig, fmt: str) -> bytes:
     return buf.getvalue()
 
 
+def _top_of(shown: int, total: int, what: str) -> str:
+    """"top 8 of 11 classes" when a chart leaves some out (the tables list them all), else ""."""
+    return f"top {shown} of {total} {what}" if shown < total else ""
+
+
 def chart_popular(report: Report, fmt: str = "svg") -> bytes:
     fig = _figure(7.5, max(2.5, 0.32 * len(report.popular) + 1))
     ax = fig.add_subplot()
@@ -301,17 +306,19 @@ def chart_over_time(report: Report, fmt: str = "svg", top: int = 8) -> bytes:
     ax = fig.add_subplot()
     wide = report.over_time.pivot_table(index="period", columns="label", values="share", fill_value=0)
     keep = list(report.popular["label"].head(top))
+    n_classes = len(wide.columns)
     wide = wide[[c for c in keep if c in wide.columns]]
+    shown = _top_of(len(wide.columns), n_classes, "classes")
     if len(wide) == 1:
         wide.T.plot.bar(ax=ax, legend=False, color="#3b6ea5")
         ax.set_xlabel("class")
-        ax.set_title(f"Share of garments, {wide.index[0]}")
+        ax.set_title(f"Share of garments, {wide.index[0]}" + (f" ({shown})" if shown else ""))
     else:
         ax.stackplot(range(len(wide)), wide.T.values, labels=wide.columns)
         ax.set_xticks(range(len(wide)), wide.index, rotation=45, ha="right", fontsize=8)
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
         ax.set_xlabel(FREQ_NAMES[report.freq] + " of capture")
-        ax.set_title(f"Share of each class per {FREQ_NAMES[report.freq]} (top {len(wide.columns)} classes)")
+        ax.set_title(f"Share of each class per {FREQ_NAMES[report.freq]}" + (f" ({shown})" if shown else ""))
     ax.set_ylabel("share of that period's garments")
     return _render(fig, fmt)
 
@@ -337,7 +344,8 @@ def chart_colours(report: Report, fmt: str = "svg") -> bytes:
             ax.text(x, y, int(v), ha="center", va="center", fontsize=7,
                     color="white" if shares.values[y, x] > top / 2 else "black").set_in_layout(False)
     fig.colorbar(im, ax=ax, label="share of the class's garments", format="{x:.0%}")
-    ax.set_title("Colour by class (numbers: garments)")
+    shown = _top_of(len(order), len(report.colours.columns), "colours")
+    ax.set_title("Colour by class (numbers: garments" + (f"; {shown}" if shown else "") + ")")
     ax.set_xlabel("dominant colour")
     ax.set_ylabel("class")
     return _render(fig, fmt)
@@ -350,7 +358,8 @@ def chart_top_colours(report: Report, fmt: str = "svg", top: int = 12) -> bytes:
     ax.bar(data["colour_name"], data["count"], color=list(data["hex"]), edgecolor="#333333")
     ax.set_xticks(range(len(data)), data["colour_name"], rotation=45, ha="right", fontsize=8)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title("Top colours overall")
+    shown = _top_of(len(data), len(report.top_colours), "colours")
+    ax.set_title("Top colours overall" + (f" ({shown})" if shown else ""))
     ax.set_xlabel("dominant colour (swatch = palette colour)")
     ax.set_ylabel("garments")
     return _render(fig, fmt)

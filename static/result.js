@@ -14,6 +14,9 @@
   const sliderValue = document.getElementById("min-score-value");
   const shownCount = document.getElementById("shown-count");
   const rows = Array.from(document.querySelectorAll("#items .item"));
+  const annotatedLink = document.getElementById("annotated-link");
+  const noneShown = document.getElementById("none-shown");
+  annotatedLink.dataset.base = annotatedLink.getAttribute("href");
   let highlight = -1;
 
   // COCO compressed RLE string -> run lengths (pycocotools' rleFrString). Runs alternate 0s and 1s,
@@ -85,6 +88,13 @@
       if (rows[index]) rows[index].hidden = !on;
     });
     shownCount.textContent = String(visible.length);
+    if (noneShown) {
+      noneShown.hidden = visible.length > 0;
+      document.getElementById("none-shown-score").textContent = min.toFixed(2);
+    }
+    // the PNG download draws what the page shows
+    annotatedLink.href = annotatedLink.dataset.base + "?min_score=" + min.toFixed(2) + "&masks=" +
+      (showMasks.checked ? "1" : "0") + "&boxes=" + (showBoxes.checked ? "1" : "0");
     ctx.clearRect(0, 0, W, H);
     if (showMasks.checked) {
       paintMasks(visible);
@@ -92,27 +102,54 @@
       ctx.drawImage(layer, 0, 0);
       ctx.globalAlpha = 1;
     }
+    const placed = [];
     if (showBoxes.checked) {
       // The canvas is scaled to the displayed photo; keep lines and text a constant on-screen size.
       const scale = W / Math.max(1, canvas.clientWidth || W);
-      ctx.lineWidth = 2 * scale;
       ctx.font = "600 " + Math.round(13 * scale) + "px system-ui, sans-serif";
       ctx.textBaseline = "top";
       visible.forEach(function (item) {
         const [x1, y1, x2, y2] = item.d.box;
-        const colour = colours[item.d.label] || "#888888";
-        ctx.strokeStyle = colour;
+        ctx.strokeStyle = colours[item.d.label] || "#888888";
         ctx.lineWidth = (item.index === highlight ? 4 : 2) * scale;
         ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+      });
+      // Labels after all boxes, most confident first, each where it overlaps no other label (on a phone
+      // a crowd of 13 px labels on a 350 px photo piled up). One that finds no free place is left out:
+      // the list beside the photo names every garment.
+      visible.slice().sort(function (a, b) { return b.d.score - a.d.score; }).forEach(function (item) {
         const text = item.d.label + " " + Math.round(item.d.score * 100) + "%";
         const tw = ctx.measureText(text).width + 8 * scale, th = 18 * scale;
-        const ty = Math.max(0, y1 - th);
-        ctx.fillStyle = colour;
-        ctx.fillRect(x1, ty, tw, th);
+        const spot = freeSpot(item.d.box, tw, th, placed);
+        if (!spot) return;
+        placed.push([spot[0], spot[1], spot[0] + tw, spot[1] + th]);
+        ctx.fillStyle = colours[item.d.label] || "#888888";
+        ctx.fillRect(spot[0], spot[1], tw, th);
         ctx.fillStyle = "#111";
-        ctx.fillText(text, x1 + 4 * scale, ty + 2.5 * scale);
+        ctx.fillText(text, spot[0] + 4 * scale, spot[1] + 2.5 * scale);
       });
     }
+    // in CSS pixels of the displayed photo, for the browser test
+    const k = Math.max(1, canvas.clientWidth) / W;
+    canvas.dataset.labels = JSON.stringify(placed.map(function (r) { return r.map(function (v) { return +(v * k).toFixed(1); }); }));
+  }
+
+  // Where a tw x th label for this box overlaps none of `placed`: above the box's top-left corner, else
+  // inside its top, then lower down the box, then at its right edge; null when nowhere is free.
+  function freeSpot(box, tw, th, placed) {
+    const [x1, y1, x2, y2] = box;
+    const xs = [Math.min(Math.max(0, x1), W - tw), Math.min(Math.max(0, x2 - tw), W - tw)];
+    const ys = [y1 - th];
+    for (let y = y1; y <= Math.max(y1, y2 - th); y += th) ys.push(y);
+    ys.push(y2);
+    for (const x of xs) {
+      for (const yy of ys) {
+        const y = Math.min(Math.max(0, yy), H - th);
+        const clear = placed.every(function (r) { return x + tw <= r[0] || r[2] <= x || y + th <= r[1] || r[3] <= y; });
+        if (clear) return [x, y];
+      }
+    }
+    return null;
   }
 
   rows.forEach(function (row, index) {
@@ -123,20 +160,22 @@
   slider.addEventListener("input", draw);
   window.addEventListener("resize", draw);
 
-  // Delete: the API removes rows and files; the button only exists for people with JavaScript.
-  const del = document.getElementById("delete");
-  del.hidden = false;
-  del.addEventListener("click", async function () {
-    if (!window.confirm("Delete this analysis, its photo and its " + analysis.detections.length + " items?")) return;
-    const response = await fetch(del.dataset.api, { method: "DELETE" });
-    if (response.status === 204) { window.location.assign(del.dataset.next); return; }
-    let message = "delete failed (HTTP " + response.status + ")";
-    try { message = (await response.json()).error || message; } catch (e) { /* not JSON */ }
-    window.alert(message);
-  });
+  // #item-N (a similar item's link): bring that garment's row into view and emphasise it on the photo
+  // (the row is marked by CSS :target). Again on hashchange: a link to another garment of this photo.
+  function showTarget() {
+    const m = /^#item-(\d+)$/.exec(window.location.hash);
+    const row = m && document.getElementById("item-" + m[1]);
+    if (!row) return;
+    highlight = Number(m[1]);
+    draw();
+    row.scrollIntoView({ block: "center" });
+  }
+  window.addEventListener("hashchange", showTarget);
+  window.closetaiShowTarget = showTarget;  // similar.js calls it again once its buttons have moved the rows
 
   function ready() {
     draw();
+    showTarget();
     document.body.dataset.ready = "1";  // the browser test and bench wait for this
   }
   const photo = document.getElementById("photo");

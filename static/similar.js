@@ -78,8 +78,12 @@
         button.hidden = false;
         button.addEventListener("click", function () {
           show(itemId, row.querySelector(".label").textContent);
+          // below the photo and the list, the panel opened out of sight (y = 1,174 in a 900 px window)
+          panel.scrollIntoView({ behavior: "smooth", block: "start" });
         });
       });
+      // the buttons made every row taller: the garment a #item-N link points at has moved
+      if (window.closetaiShowTarget) window.closetaiShowTarget();
     }).catch(function () { /* no embeddings: the buttons stay hidden */ });
   }
 
@@ -92,49 +96,75 @@
   }
 
   // ---- search by upload --------------------------------------------------------------------------------
+  // The photo is picked or dropped on the dashed box; the answer carries a preview of it and a crop of each
+  // garment (previews=1, JPEG data URLs made on the server, so HEIC shows too).
   const form = document.getElementById("search-form");
   if (form) {
     const input = document.getElementById("search-file");
+    const zone = document.getElementById("search-dropzone");
     const error = document.getElementById("search-error");
     const result = document.getElementById("search-result");
     const list = document.getElementById("search-garments");
-    let chosen = 0;
+    const photo = document.getElementById("search-photo");
+    let chosen = 0, file = null;
+
+    function choose(i, q) {
+      chosen = i;
+      forLabel.textContent = q.label;
+      Array.from(list.children).forEach(function (li, k) { li.classList.toggle("chosen", k === i); });
+      render(q.results);
+    }
+
     async function search() {
-      const file = input.files[0];
       if (!file) return;
       const data = new FormData();
-      data.append("file", file);
+      data.append("file", file, file.name);
       data.append("k", "12");
       data.append("same_class", sameClass.checked ? "1" : "0");
+      data.append("previews", "1");
       status.textContent = "Analysing your photo…";
       error.hidden = true;
       try {
         const body = await json(await fetch(form.dataset.api, { method: "POST", body: data }));
         status.textContent = "";
         result.hidden = false;
+        photo.src = body.preview;
+        photo.hidden = false;
         list.replaceChildren();
         if (!body.queries.length) { status.textContent = "No garment found in this photo."; grid.replaceChildren(); return; }
         chosen = Math.min(chosen, body.queries.length - 1);
         body.queries.forEach(function (q, i) {
           const li = el("li", "item");
+          const img = el("img", "crop");
+          img.src = q.crop; img.alt = q.label;
+          li.appendChild(img);
           const button = el("button", "link", q.label + " " + Math.round(q.confidence * 100) + "%");
           button.type = "button";
-          button.addEventListener("click", function () {
-            chosen = i; forLabel.textContent = q.label; render(q.results);
-          });
           li.appendChild(button);
+          li.addEventListener("click", function () { choose(i, q); });
           list.appendChild(li);
         });
-        forLabel.textContent = body.queries[chosen].label;
-        render(body.queries[chosen].results);
-        document.body.dataset.searchReady = "1";
+        choose(chosen, body.queries[chosen]);
+        document.body.dataset.searchReady = String(Number(document.body.dataset.searchReady || 0) + 1);
       } catch (e) {
         error.textContent = e.message;
         error.hidden = false;
         status.textContent = "";
       }
     }
-    input.addEventListener("change", function () { chosen = 0; search(); });
+    function pick(f) { if (f) { file = f; chosen = 0; search(); } }
+    input.addEventListener("change", function () { pick(input.files[0]); });
+    ["dragenter", "dragover"].forEach(function (type) {
+      zone.addEventListener(type, function (e) { e.preventDefault(); zone.classList.add("over"); });
+    });
+    ["dragleave", "drop"].forEach(function (type) {
+      zone.addEventListener(type, function (e) { e.preventDefault(); zone.classList.remove("over"); });
+    });
+    zone.addEventListener("drop", function (e) {
+      const files = e.dataTransfer && e.dataTransfer.files;
+      if (files && files.length) pick(files[0]);
+    });
+    form.addEventListener("submit", function (e) { e.preventDefault(); search(); });
     sameClass.addEventListener("change", search);
   }
 })();

@@ -105,10 +105,12 @@ def guarded_requests(app, args: dict, video_analysis_id: int):
 
 def test_the_open_routes_are_only_login_static_and_health(stored):
     app, _, _ = stored
-    assert OPEN_ENDPOINTS == {"static", "auth.login", "auth.logout", "api.health"}
+    # the favicon only redirects to /static/favicon.svg (browsers ask for it on the login page too)
+    assert OPEN_ENDPOINTS == {"static", "pages.favicon", "auth.login", "auth.logout", "api.health"}
     c = app.test_client()
     assert c.get("/api/v1/health").status_code == 200  # the container's HEALTHCHECK
     assert c.get("/static/style.css").status_code == 200
+    assert c.get("/favicon.ico").headers["Location"].endswith("/static/favicon.svg")
     assert c.get("/login").status_code == 200
     assert c.post("/logout").status_code == 303
 
@@ -331,7 +333,8 @@ def test_access_is_open_by_default(make_app):
         r = c.get(url)
         assert r.status_code == 200, url
         assert b"Log out" not in r.data
-    assert "public" in c.get(urls["photo"]).headers["Cache-Control"]
+    # private and revalidated even when open: a deleted photo must not show from the cache (issue 20.15)
+    assert c.get(urls["photo"]).headers["Cache-Control"] == "private, no-cache"
     assert c.get("/login?next=/history").headers["Location"] == "/history"
     assert "Set-Cookie" not in c.get("/").headers
     assert app.config["SESSION_COOKIE_SECURE"] is False

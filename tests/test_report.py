@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -118,3 +119,21 @@ def test_report_module_never_imports_pyplot_or_flask():
             "print('matplotlib.pyplot' in sys.modules, 'flask' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_charts_that_leave_classes_out_say_top_n_of_m():
+    """11 classes over two days, 15 colours: the over-time chart draws 8 classes and the colour charts 12
+    colours; their titles say so instead of dropping the rest silently (issue 20.15)."""
+    rows = []
+    for k in range(15):
+        for day in (1, 2):
+            rows.append({"analysis_id": day, "kind": "photo", "source": "s", "captured_at": f"2026-01-0{day} 12:00",
+                         "label": f"class{k % 11}", "score": 0.9, "colour_name": f"colour{k}",
+                         "colour_hex": "#123456"})
+    report = build_report(items_frame(rows), n_analyses=2)
+    assert "top 8 of 11 classes" in render_chart(report, "over_time").decode()
+    assert "top 12 of 15 colours" in render_chart(report, "colours").decode()
+    assert "top 12 of 15 colours" in render_chart(report, "top_colours").decode()
+    few = build_report(items_frame(_rows()), n_analyses=4)  # 4 classes, 4 colours: nothing left out
+    for name in ("over_time", "colours", "top_colours"):
+        assert not re.search(r"top \d+ of \d+", render_chart(few, name).decode()), name

@@ -330,6 +330,45 @@ def test_search_by_upload_api(client):
     assert r.status_code in (400, 415, 422)
 
 
+def test_search_previews_show_the_photo_and_its_garments(client):
+    """previews=1: the photo (long side <= 640) and each garment's crop as JPEG data URLs, for /search to
+    show what it searched with; without it the answer is as before (issue 20.13)."""
+    import base64
+
+    upload(client, (200, 20, 20), "red.jpg")
+    big = jpeg((20, 30, 190), size=(900, 700))
+    r = client.post("/api/v1/search", data={"file": (io.BytesIO(big), "q.jpg"), "previews": "1"})
+    assert r.status_code == 200, r.json
+
+    def decode(url):
+        assert url.startswith("data:image/jpeg;base64,")
+        return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+
+    w, h = decode(r.json["preview"]).size
+    assert h == 640 and abs(w - r.json["width"] * 640 / r.json["height"]) <= 1
+    (query,) = r.json["queries"]
+    crop = np.asarray(decode(query["crop"]).convert("RGB")).astype(int)
+    assert max(crop.shape[:2]) <= 160 and np.abs(crop[crop.shape[0] // 2, crop.shape[1] // 2] - (20, 30, 190)).max() < 30
+    plain = client.post("/api/v1/search", data={"file": (io.BytesIO(big), "q.jpg")}).json
+    assert "preview" not in plain and "crop" not in plain["queries"][0]
+    r = client.post("/api/v1/search", data={"file": (io.BytesIO(big), "q.jpg"), "previews": "yes"})
+    assert r.status_code == 400 and "previews must be 0 or 1" in r.json["error"]
+
+
+def test_search_takes_heic_like_the_photo_upload(client):
+    pillow_heif = pytest.importorskip("pillow_heif", reason="pillow-heif not installed: HEIC is optional")
+    pillow_heif.register_heif_opener()
+    img = np.full((120, 90, 3), 128, np.uint8)
+    img[30:60, 20:45] = (20, 30, 190)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="HEIF", quality=90)
+    r = client.post("/api/v1/search", data={"file": (io.BytesIO(buf.getvalue()), "iphone.heic"), "previews": "1"})
+    assert r.status_code == 200, r.json
+    assert (r.json["width"], r.json["height"]) == (90, 120) and r.json["preview"].startswith("data:image/jpeg")
+    page = client.get("/search").get_data(as_text=True)
+    assert "image/heic" in page and ".heic" in page and "HEIC" in page
+
+
 # -- closetai reindex ---------------------------------------------------------------------------------------
 def test_reindex_cli_embeds_stored_garments_once(tmp_path, tiny_model, capsys):
     from app import create_app

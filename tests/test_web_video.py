@@ -389,3 +389,29 @@ def test_video_nav_link_and_upload_form(client):
     assert "No videos yet" in page
 
 
+
+
+def test_annotated_mp4_downloads_under_the_clip_name_and_is_revalidated(app, client, tmp_path):
+    """The download is "<clip>-annotated.mp4", not "video.mp4"; the player's URL stays inline; the clip's
+    media is private and revalidated, so after a delete the browser gets a 404, not its copy (issue 20.15)."""
+    clip = write_clip(tmp_path / "pan.mp4", panned_frames(20, h=96, w=128), fps=10)
+    job_id = upload(client, clip.read_bytes(), "Milan walk.MOV").get_json()["job_id"]
+    assert wait_done(client, job_id)[0]["status"] == "done"
+    video = client.get(f"/api/v1/videos/{job_id}").get_json()
+    url = video["urls"]["annotated"]
+    r = client.get(url + "?download=1")
+    assert r.status_code == 200 and r.headers["Content-Disposition"] == 'attachment; filename="Milan walk-annotated.mp4"'
+    played = client.get(url)
+    assert played.headers["Content-Disposition"].startswith("inline")
+    page = client.get(f"/videos/{job_id}").get_data(as_text=True)
+    assert f'href="{url}?download=1" download="Milan walk-annotated.mp4"' in page
+    crop = video["tracks"][0]["crop"]
+    for media in (url, crop):
+        r = client.get(media)
+        assert r.headers["Cache-Control"] == "private, no-cache", media
+        assert client.get(media, headers={"If-None-Match": r.headers["ETag"]}).status_code == 304
+    # the page's Delete button deletes the clip's analysis through the API
+    assert f'data-api="/api/v1/analyses/{video["analysis_id"]}"' in page and 'id="delete"' in page
+    assert client.delete(f"/api/v1/analyses/{video['analysis_id']}").status_code == 204
+    for media in (url, crop, f"/videos/{job_id}"):
+        assert client.get(media).status_code == 404, media

@@ -41,7 +41,7 @@ from closetai.web import error_response
 bp = Blueprint("auth", __name__)
 
 # Reachable without credentials: the login itself, the stylesheet, and the container's HEALTHCHECK.
-OPEN_ENDPOINTS = frozenset({"static", "auth.login", "auth.logout", "api.health"})
+OPEN_ENDPOINTS = frozenset({"static", "pages.favicon", "auth.login", "auth.logout", "api.health"})
 MIN_SECRET_CHARS = 16
 _HASH_METHODS = ("scrypt", "pbkdf2")
 _WWW_AUTHENTICATE = 'Bearer realm="ClosetAI"'

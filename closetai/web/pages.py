@@ -13,15 +13,21 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from closetai.analyse import annotated_png
 from closetai.store import NotFound
 from closetai.web import analysis_json, analysis_summary, class_colours, class_names, predictor, store
-from closetai.web.api import create_photo_analysis
+from closetai.web.api import BadRequest, create_photo_analysis
 
 bp = Blueprint("pages", __name__)
 
 HISTORY_PAGE = 24
-MEDIA_MAX_AGE = 86400  # ids are never reused, so a day of caching is safe
+# Private media: the browser keeps a copy but asks again each time (ETag -> 304), so a deleted photo is
+# gone at the next look (a 404) instead of showing from the cache for a day; no shared cache keeps any.
+MEDIA_CACHE_CONTROL = "private, no-cache"
+# Under this many pixels on the short side the result page says the photo is too small to trust: the model
+# scales every photo up to 448+ px, and a 40x40 one gives a blur with "0 items" and no reason.
+SMALL_PHOTO_SIDE = 160
 
 
-def _accepted_types() -> str:
+def accepted_types() -> str:
+    """The file picker's accept list of the photo upload and /search (HEIC when pillow-heif is there)."""
     types = ["image/jpeg", "image/png", "image/webp", ".jpg", ".jpeg", ".png", ".webp"]
     if current_app.config.get("HEIC_SUPPORTED"):
         types += ["image/heic", "image/heif", ".heic", ".heif"]
@@ -31,7 +37,7 @@ def _accepted_types() -> str:
 @bp.get("/")
 def index():
     recent = store().list_analyses(limit=6)
-    return render_template("index.html", accept=_accepted_types(), recent=[analysis_summary(r) for r in recent],
+    return render_template("index.html", accept=accepted_types(), recent=[analysis_summary(r) for r in recent],
                            heic=current_app.config.get("HEIC_SUPPORTED", False),
                            max_mb=current_app.config["MAX_CONTENT_LENGTH"] / 1e6, model=predictor().info)
 
@@ -51,7 +57,14 @@ def result(analysis_id: int):
     data = analysis_json(analysis)
     colours = class_colours()
     # tojson in the template escapes "<" etc., so a file name cannot close the <script> element.
-    return render_template("result.html", a=data, colours=colours, page_data={"analysis": data, "colours": colours})
+    return render_template("result.html", a=data, colours=colours, page_data={"analysis": data, "colours": colours},
+                           small_side=SMALL_PHOTO_SIDE)
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """Pages link static/favicon.svg; this answers clients that ask for /favicon.ico regardless."""
+    return redirect(url_for("static", filename="favicon.svg"), code=301)
 
 
 @bp.get("/history")
@@ -70,8 +83,15 @@ def history():
                            total=total)
 
 
+def send_private(path, mimetype: str, **kwargs) -> Response:
+    """send_file with ETag/Range and MEDIA_CACHE_CONTROL: every media route of a stored analysis."""
+    response = send_file(path, mimetype=mimetype, conditional=True, **kwargs)
+    response.headers["Cache-Control"] = MEDIA_CACHE_CONTROL
+    return response
+
+
 def _send_media(relative: str | None, mimetype: str):
-    return send_file(store().media_path(relative), mimetype=mimetype, max_age=MEDIA_MAX_AGE, conditional=True)
+    return send_private(store().media_path(relative), mimetype)
 
 
 @bp.get("/media/<int:analysis_id>/photo.jpg")
@@ -89,13 +109,36 @@ def crop(analysis_id: int, idx: int):
     return _send_media(store().get_detection(analysis_id, idx)["crop_path"], "image/jpeg")
 
 
+def _flag_arg(name: str) -> bool:
+    raw = request.args.get(name, "1")
+    if raw not in ("0", "1"):
+        raise BadRequest(f"{name} must be 0 or 1, got {raw[:20]!r}")
+    return raw == "1"
+
+
+def _score_arg(name: str) -> float | None:
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number between 0 and 1, got {raw[:20]!r}") from None
+    if not 0 <= value <= 1:  # also refuses nan and inf
+        raise BadRequest(f"{name} must be between 0 and 1, got {raw[:20]!r}")
+    return value
+
+
 @bp.get("/analyses/<int:analysis_id>/annotated.png")
 def annotated(analysis_id: int):
+    """?min_score=0.7&masks=0&boxes=1: the garments and layers the result page's slider and toggles show
+    (its script keeps the download link's query in step with them)."""
+    min_score, masks, boxes = _score_arg("min_score"), _flag_arg("masks"), _flag_arg("boxes")
     analysis = store().get_analysis(analysis_id)
-    png = annotated_png(store(), analysis, class_names())
+    png = annotated_png(store(), analysis, class_names(), min_score=min_score, masks=masks, boxes=boxes)
     return Response(png, mimetype="image/png", headers={
         "Content-Disposition": f'attachment; filename="closetai-{analysis_id}-annotated.png"',
-        "Cache-Control": f"public, max-age={MEDIA_MAX_AGE}"})
+        "Cache-Control": MEDIA_CACHE_CONTROL})
 
 
 @bp.get("/analyses/<int:analysis_id>.json")

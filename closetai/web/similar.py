@@ -1,28 +1,36 @@
 """Similar items: the nearest stored garments to a stored one, or to a garment of an uploaded photo.
 
 API:   GET  /api/v1/items/<id>/similar?k=20&same_class=1
-       POST /api/v1/search   (multipart `file`; optional `index` of a detected garment or `box` "x1,y1,x2,y2")
+       POST /api/v1/search   (multipart `file`; optional `index` of a detected garment or `box` "x1,y1,x2,y2";
+                              `previews=1` adds the photo and each garment's crop as JPEG data URLs)
        GET  /api/v1/analyses/<id>/items   (item ids of an analysis' garments, for the result page's script)
 Pages: GET /search (upload a photo, click a garment, see matches); crops by item id.
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, current_app, jsonify, render_template, request, send_file, url_for
+from flask import Blueprint, current_app, jsonify, render_template, request, url_for
 
-from closetai.analyse import fit_long_side
+from closetai.analyse import crop_region, fit_long_side, jpeg_bytes
 from closetai.imageio import load_rgb
 from closetai.similar import SimilarItems
 from closetai.web import inference_lock, predictor, store
 from closetai.web.api import BadRequest, uploaded_photo
+from closetai.web.pages import accepted_types, send_private
 
 api = Blueprint("similar_api", __name__, url_prefix="/api/v1")
 pages = Blueprint("similar", __name__)
 
 MAX_K = 100
+PREVIEW_SIDE, CROP_SIDE = 640, 160  # /search shows the photo and its garments from these (not stored)
+
+
+def data_url(rgb: np.ndarray, max_side: int) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(rgb, quality=80, max_side=max_side)).decode()
 
 
 def index() -> SimilarItems:
@@ -118,6 +126,9 @@ def search():
     """Garments of an uploaded photo (not stored) and, for each (or the one chosen by `index`, or the
     region `box`), its k nearest stored garments."""
     k, same_class = _k(), _same_class()
+    previews = request.values.get("previews", "0")
+    if previews not in ("0", "1"):
+        raise BadRequest(f"previews must be 0 or 1, got {previews[:20]!r}")
     raw_index, raw_box = request.values.get("index"), request.values.get("box")
     if raw_index not in (None, "") and raw_box not in (None, ""):
         raise BadRequest("give either index or box, not both")
@@ -160,17 +171,20 @@ def search():
     out = []
     for q in queries:
         matches = index().search(q.pop("vector"), k, label=q["label"] if same_class else None)
+        if previews == "1":
+            q["crop"] = data_url(crop_region(rgb, np.array(q["box"])), CROP_SIDE)
         out.append({**q, "results": _results(matches)})
+    extra = {"preview": data_url(rgb, PREVIEW_SIDE)} if previews == "1" else {}
     return jsonify(width=int(rgb.shape[1]), height=int(rgb.shape[0]), k=k, same_class=same_class,
-                   garments=len(index()), queries=out)
+                   garments=len(index()), queries=out, **extra)
 
 
 @pages.get("/items/<int:item_id>/crop.jpg")
 def item_crop(item_id: int):
-    return send_file(store().media_path(store().get_item(item_id)["crop_path"]), mimetype="image/jpeg",
-                     max_age=86400, conditional=True)
+    return send_private(store().media_path(store().get_item(item_id)["crop_path"]), "image/jpeg")
 
 
 @pages.get("/search")
 def search_page():
-    return render_template("search.html", max_mb=current_app.config["MAX_CONTENT_LENGTH"] / 1e6)
+    return render_template("search.html", max_mb=current_app.config["MAX_CONTENT_LENGTH"] / 1e6,
+                           accept=accepted_types(), heic=current_app.config.get("HEIC_SUPPORTED", False))

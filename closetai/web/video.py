@@ -8,6 +8,7 @@ id, used by /history and the report) is written only when the job finishes, atom
 from __future__ import annotations
 
 import json
+from pathlib import PurePosixPath
 from typing import Any
 
 from flask import (
@@ -18,7 +19,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_file,
     url_for,
 )
 
@@ -29,11 +29,11 @@ from closetai.store import NotFound
 from closetai.videochart import timeline_alt, timeline_svg
 from closetai.web import class_colours, store
 from closetai.web.api import form_text, upload_part
+from closetai.web.pages import send_private
 
 pages = Blueprint("video", __name__)
 api = Blueprint("video_api", __name__, url_prefix="/api/v1")
 
-MEDIA_MAX_AGE = 86400
 ACCEPT = "video/mp4,video/quicktime,video/webm,video/x-msvideo,.mp4,.mov,.m4v,.webm,.avi"
 
 
@@ -158,7 +158,7 @@ def video_page(job_id: int):
         chart = timeline_svg(data["timeline"], class_colours(), title=f"Garments on screen: {data['filename']}",
                              alt=alt)
     return render_template("video.html", job=status, v=data, chart=chart, chart_alt=alt, colours=class_colours(),
-                           urls=_urls(job_id))
+                           urls=_urls(job_id), download_name=annotated_name(data["filename"]) if data else None)
 
 
 def _finished_analysis(job_id: int) -> dict[str, Any]:
@@ -168,11 +168,20 @@ def _finished_analysis(job_id: int) -> dict[str, Any]:
     return store().get_analysis_row(job["analysis_id"])
 
 
+def annotated_name(filename: str | None) -> str:
+    """"street walk.MOV" -> "street walk-annotated.mp4": the name a download of the annotated clip gets."""
+    stem = PurePosixPath(filename or "clip").stem.strip() or "clip"
+    return f"{stem}-annotated.mp4"
+
+
 @pages.get("/videos/<int:job_id>/annotated.mp4")
 def annotated(job_id: int):
-    # conditional=True: ETag, If-None-Match and Range -> 206, so browsers can seek in the <video>.
-    path = store().media_path(_finished_analysis(job_id)["video_path"])
-    return send_file(path, mimetype="video/mp4", conditional=True, max_age=MEDIA_MAX_AGE)
+    """?download=1 saves it (Content-Disposition: attachment) under the uploaded clip's name; without it the
+    <video> plays it. ETag, If-None-Match and Range -> 206, so browsers can seek."""
+    analysis = _finished_analysis(job_id)
+    return send_private(store().media_path(analysis["video_path"]), "video/mp4",
+                        as_attachment=request.args.get("download") == "1",
+                        download_name=annotated_name(analysis["filename"]))
 
 
 @pages.get("/videos/<int:job_id>/tracks/<int:track_no>.jpg")
@@ -181,8 +190,7 @@ def track_crop(job_id: int, track_no: int):
     rows = [t for t in store().get_analysis(analysis["id"])["tracks"] if t["track_no"] == track_no]
     if not rows:
         raise NotFound(f"track {track_no} of video {job_id} not found")
-    return send_file(store().media_path(rows[0]["crop_path"]), mimetype="image/jpeg", conditional=True,
-                     max_age=MEDIA_MAX_AGE)
+    return send_private(store().media_path(rows[0]["crop_path"]), "image/jpeg")
 
 
 @pages.get("/videos/<int:job_id>/timeline.svg")
