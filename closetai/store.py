@@ -544,8 +544,29 @@ class Store:
                                    .order_by(func.count().desc(), detections.c.label))
                 for aid, label, _n in lab:
                     labels[aid].append(label)
+            # A clip's garments are its tracks, each counted once, as its page and the report count
+            # them; its per-frame detections are not garments (issue 18: "76 items" vs "15 garments").
+            # And its id is its job's, as on /videos and in the API.
+            videos = [r["id"] for r in rows if r["kind"] == "video"]
+            n_tracks: dict[int, int] = {}
+            job_ids: dict[int, int] = {}
+            if videos:
+                for aid in videos:
+                    labels[aid] = []
+                lab = conn.execute(select(tracks.c.analysis_id, tracks.c.label, func.count())
+                                   .where(tracks.c.analysis_id.in_(videos))
+                                   .group_by(tracks.c.analysis_id, tracks.c.label)
+                                   .order_by(func.count().desc(), tracks.c.label))
+                for aid, label, n in lab:
+                    labels[aid].append(label)
+                    n_tracks[aid] = n_tracks.get(aid, 0) + int(n)
+                job_ids = dict(conn.execute(select(jobs.c.analysis_id, func.min(jobs.c.id))
+                                            .where(jobs.c.analysis_id.in_(videos)).group_by(jobs.c.analysis_id)).all())
         for r in rows:
             r["labels"] = labels[r["id"]]
+            if r["kind"] == "video":
+                r["n_detections"] = n_tracks.get(r["id"], 0)
+                r["video_id"] = job_ids.get(r["id"])
         return rows
 
     def count_analyses(self, kind: str | None = None) -> int:

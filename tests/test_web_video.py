@@ -15,6 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
 
 from app import create_app
@@ -415,3 +416,37 @@ def test_annotated_mp4_downloads_under_the_clip_name_and_is_revalidated(app, cli
     assert client.delete(f"/api/v1/analyses/{video['analysis_id']}").status_code == 204
     for media in (url, crop, f"/videos/{job_id}"):
         assert client.get(media).status_code == 404, media
+
+
+class PhotoAndVideoPredictor(Predictor):
+    def __call__(self, rgb, min_score=None):  # photos: FakePredictor's one garment
+        from tests.helpers import FakePredictor
+
+        return FakePredictor.__call__(self, rgb, min_score)
+
+
+def test_a_clip_has_one_count_and_one_id_on_every_page(make_app, tmp_path):
+    """issue 18.2: history and the upload page said "15 items" (per-frame detections) and "#1" (the
+    analysis id) for what the video page calls "1 garment, each counted once", video #<job id>."""
+    client = make_app(PhotoAndVideoPredictor()).test_client()
+    # a photo first, so the clip's analysis id (2) and its job id (1) differ
+    photo = io.BytesIO()
+    Image.fromarray(np.full((96, 128, 3), 200, np.uint8)).save(photo, "PNG")
+    assert client.post("/api/v1/analyses", data={"file": (io.BytesIO(photo.getvalue()), "p.png")},
+                       content_type="multipart/form-data").status_code == 201
+    clip = write_clip(tmp_path / "pan.mp4", panned_frames(30, h=96, w=128), fps=10)
+    job_id = upload(client, clip.read_bytes(), "pan.mp4").get_json()["job_id"]
+    assert wait_done(client, job_id)[0]["status"] == "done"
+    video = client.get(f"/api/v1/videos/{job_id}").get_json()
+    n = len(video["tracks"])
+    assert n == 1
+    listed = {a["kind"]: a for a in client.get("/api/v1/analyses").get_json()["analyses"]}
+    assert listed["video"]["detections"] == n and listed["video"]["video_id"] == job_id
+    assert listed["video"]["id"] != job_id  # so the page must show the job id, not this one
+    history = client.get("/history").get_data(as_text=True)
+    assert f"video #{job_id}</b>" in history and "1 garment, each counted once" in history
+    assert "15 items" not in history
+    index = client.get("/").get_data(as_text=True)
+    assert "1 garment</span>" in index
+    page = client.get(f"/videos/{job_id}").get_data(as_text=True)
+    assert f"video #{job_id}" in page and "1 garment, each counted once" in page

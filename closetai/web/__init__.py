@@ -89,7 +89,9 @@ def analysis_summary(a: dict[str, Any]) -> dict[str, Any]:
         "source": a["source"], "created_at": a["created_at"].isoformat(timespec="seconds") + "Z",
         "captured_at": a["captured_at"].isoformat(timespec="seconds"),
         "model": {"name": a["model_name"], "taxonomy": a["taxonomy"]},
+        # photos: detections; videos: tracked garments, each counted once (its per-frame detections are not)
         "detections": a["n_detections"], "labels": a["labels"],
+        **({"video_id": a.get("video_id")} if a["kind"] == "video" else {}),
         "urls": {"self": url_for("api.get_analysis", analysis_id=a["id"]),
                  "page": url_for("pages.result", analysis_id=a["id"]),
                  "thumb": url_for("pages.thumb", analysis_id=a["id"])},
