@@ -48,6 +48,7 @@ from sqlalchemy import (
     func,
     inspect,
     literal,
+    or_,
     select,
     text,
     union_all,
@@ -68,6 +69,17 @@ class JobNotRunning(ClosetAIError):
     """A worker tried to finish a job that was meanwhile failed (e.g. by the restart sweep)."""
 
     status = 409
+
+
+class AlreadyStored(ClosetAIError):
+    """An upload whose content (sha256) is already stored or on its way in: `where` is Store.same_file's
+    answer; the web layer turns it into a 409 linking to it (the caller may store it again on purpose)."""
+
+    status = 409
+
+    def __init__(self, message: str, where: dict[str, Any]):
+        super().__init__(message)
+        self.where = where
 
 
 class StoreError(ClosetAIError):
@@ -561,6 +573,18 @@ class Store:
             return [r[0] for r in conn.execute(select(analyses.c.id).where(analyses.c.sha256 == sha256)
                                                .order_by(analyses.c.id))]
 
+    def same_file(self, sha256: str) -> dict[str, Any] | None:
+        """Where a file with this content hash already is: {"kind": "photo"|"video", "analysis_id": id}
+        for the first stored analysis, else {"kind": ..., "job_id": id} for a queued or running job (a
+        clip still being analysed), else None."""
+        ids = self.find_by_sha256(sha256) if sha256 else []
+        if ids:
+            return {"kind": self.get_analysis_row(ids[0])["kind"], "analysis_id": ids[0]}
+        job_id = self.active_jobs_by_sha256().get(sha256) if sha256 else None
+        if job_id is not None:
+            return {"kind": self.get_job(job_id)["kind"], "job_id": job_id}
+        return None
+
     # -- trend report (closetai.report aggregates what these return) -----------------------------
     def report_items(self, sources: list[str] | None = None, since: date | None = None,
                      until: date | None = None, kind: str | None = None,
@@ -932,15 +956,27 @@ def _counted_garments(sources: list[str] | None, since: date | None, until: date
     return parts[0] if len(parts) == 1 else union_all(*parts)
 
 
-def _analysis_filters(sources: list[str] | None, since: date | None, until: date | None) -> list:
-    """WHERE clauses on analyses shared by the report queries. `until` is inclusive: < the next day."""
+def _analysis_filters(sources: list[str] | None, since: date | None, until: date | None,
+                      table=analyses, distinct_files: bool = True) -> list:
+    """WHERE clauses on analyses shared by the report queries. `until` is inclusive: < the next day.
+
+    distinct_files: one analysis per content hash (the lowest id among those matching the filters), so
+    a file uploaded twice, even stored again on purpose, counts once (issue 17.2). Rows without a hash
+    ('' from before hashes were checked) each count."""
+    a = table.c
     clauses = []
     if sources:
-        clauses.append(analyses.c.source.in_(list(sources)))
+        clauses.append(a.source.in_(list(sources)))
     if since is not None:
-        clauses.append(analyses.c.captured_at >= datetime.combine(since, datetime.min.time()))
+        clauses.append(a.captured_at >= datetime.combine(since, datetime.min.time()))
     if until is not None:
-        clauses.append(analyses.c.captured_at < datetime.combine(until + timedelta(days=1), datetime.min.time()))
+        clauses.append(a.captured_at < datetime.combine(until + timedelta(days=1), datetime.min.time()))
+    if distinct_files:
+        other = analyses.alias("same_file")
+        first = (select(func.min(other.c.id))
+                 .where(other.c.sha256 != "", *_analysis_filters(sources, since, until, other, False))
+                 .group_by(other.c.sha256))
+        clauses.append(or_(a.sha256 == "", a.id.in_(first.scalar_subquery())))
     return clauses
 
 
