@@ -104,9 +104,10 @@ def refuse_duplicate(sha256: str, what: str) -> None:
 
 def create_photo_analysis() -> int:
     data, filename = uploaded_photo()
+    source = form_text("source")  # bad fields are a 400 before anything else
     refuse_duplicate(hashlib.sha256(data).hexdigest(), "photo")
     return analyse_photo(
-        data, filename, predictor=predictor(), store=store(), source=form_text("source"),
+        data, filename, predictor=predictor(), store=store(), source=source,
         max_pixels=current_app.config["MAX_PIXELS"], min_score=current_app.config.get("MIN_SCORE"),
         lock=inference_lock(), max_side=current_app.config["ANALYSIS_MAX_SIDE"])
 
