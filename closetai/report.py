@@ -186,12 +186,42 @@ def count_items(items: pd.DataFrame) -> GarmentCounts:
 
 
 def build_report(items: pd.DataFrame, n_analyses: int, freq: str | None = None,
-                 filters: dict[str, Any] | None = None, top_pairs: int = 10) -> Report:
-    return report_from_counts(count_items(items), n_analyses, freq, filters, top_pairs)
+                 filters: dict[str, Any] | None = None, top_pairs: int = 10, rates: Any = None,
+                 threshold: float | None = None) -> Report:
+    return report_from_counts(count_items(items), n_analyses, freq, filters, top_pairs, rates, threshold)
+
+
+def _with_estimates(popular: pd.DataFrame, sets: pd.DataFrame, n_analyses: int, rates: Any,
+                    threshold: float | None) -> pd.DataFrame:
+    """popular + estimated_share and estimated_share_ci ([low, high]) from closetai.quantify: the share
+    of photos/clips with each class, corrected for the detector's measured errors, with its 95 %
+    interval. None where there are no rates, or for a class the rates do not cover."""
+    import numpy as np
+
+    from closetai.quantify import estimate_shares
+
+    popular = popular.assign(estimated_share=None, estimated_share_ci=None).astype(
+        {"estimated_share": object, "estimated_share_ci": object})
+    if rates is None or n_analyses <= 0 or popular.empty:
+        return popular
+    index = {c: i for i, c in enumerate(rates.classes)}
+    found = np.zeros((len(sets) + 1, len(rates.classes)), bool)
+    for row, labels in enumerate(sets["labels"]):
+        found[row, [index[c] for c in labels if c in index]] = True
+    counts = np.append(sets["analyses"].to_numpy(np.int64), 0)
+    counts[-1] = max(n_analyses - int(counts.sum()), 0)  # analyses where nothing was found
+    est = estimate_shares(found, counts, rates, threshold).by_class()
+    popular["estimated_share"] = [round(est[c][0], 4) if c in est else None for c in popular["label"]]
+    popular["estimated_share_ci"] = [[round(est[c][1], 4), round(est[c][2], 4)] if c in est else None
+                                     for c in popular["label"]]
+    return popular
 
 
 def report_from_counts(counts: GarmentCounts, n_analyses: int, freq: str | None = None,
-                       filters: dict[str, Any] | None = None, top_pairs: int = 10) -> Report:
+                       filters: dict[str, Any] | None = None, top_pairs: int = 10, rates: Any = None,
+                       threshold: float | None = None) -> Report:
+    """rates: closetai.quantify.Rates measured for the model that made the detections (None: no
+    estimated shares); threshold: the score a counted detection needs (None: the rates' default)."""
     cells, sets = counts.cells.astype({"count": "int64"}), counts.label_sets
     n_items = int(cells["count"].sum())
     span = pd.to_datetime(pd.concat([sets["first"], sets["last"]], ignore_index=True), format="ISO8601")
@@ -205,6 +235,7 @@ def report_from_counts(counts: GarmentCounts, n_analyses: int, freq: str | None 
     popular = pd.concat([cells.groupby("label")["count"].sum(), with_class], axis=1).reset_index()
     popular["share_of_analyses"] = (popular["analyses_with"] / max(n_analyses, 1)).round(4)
     popular = popular.sort_values(["count", "label"], ascending=[False, True], ignore_index=True)
+    popular = _with_estimates(popular, sets, n_analyses, rates, threshold)
 
     # Periods per distinct day (~90), not per cell (~17k).
     days = pd.Series(cells["day"].unique())
@@ -244,7 +275,11 @@ def to_csv(report: Report) -> str:
     for name, table in report_tables(report).items():
         # Nullable ints: the concat pads other tables' columns with NaN, which turned counts into "8.0".
         ints = {c: "Int64" for c in table.select_dtypes("integer").columns}
-        frames.append(table.astype(ints).assign(table=name))
+        table = table.astype(ints)
+        if "estimated_share_ci" in table.columns:  # [low, high] as the JSON writes it: "[0.12, 0.2]"
+            table = table.assign(estimated_share_ci=[None if v is None else f"[{v[0]}, {v[1]}]"
+                                                     for v in table["estimated_share_ci"]])
+        frames.append(table.assign(table=name))
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     cols = ["table"] + [c for c in out.columns if c != "table"]
     return out[cols].to_csv(index=False)
@@ -281,9 +316,16 @@ def _render(fig, fmt: str) -> bytes:
     return buf.getvalue()
 
 
+def has_estimates(report: Report) -> bool:
+    return "estimated_share" in report.popular and report.popular["estimated_share"].notna().any()
+
+
 def chart_popular(report: Report, fmt: str = "svg") -> bytes:
-    fig = _figure(7.5, max(2.5, 0.32 * len(report.popular) + 1))
-    ax = fig.add_subplot()
+    """Garments per class; with measured rates, beside it each class's share of photos/clips: raw (bar)
+    and estimated (dot with its 95 % interval)."""
+    estimates = has_estimates(report)
+    fig = _figure(10.5 if estimates else 7.5, max(2.5, 0.32 * len(report.popular) + 1))
+    ax = fig.add_subplot(1, 2, 1) if estimates else fig.add_subplot()
     data = report.popular.iloc[::-1]
     ax.barh(data["label"], data["count"], color="#3b6ea5")
     for y, (c, s) in enumerate(zip(data["count"], data["share_of_analyses"], strict=True)):
@@ -293,6 +335,24 @@ def chart_popular(report: Report, fmt: str = "svg") -> bytes:
     ax.set_xlabel("garments counted (photo detections + video tracks)")
     ax.set_ylabel("class")
     ax.margins(x=0.25)
+    if estimates:
+        right = fig.add_subplot(1, 2, 2, sharey=ax)
+        y = range(len(data))
+        right.barh(y, data["share_of_analyses"], color="#c9ccd6", label="raw: found by the detector")
+        known = data["estimated_share"].notna().to_numpy()
+        est = data["estimated_share"].where(known, 0).astype(float).to_numpy()
+        ci = [v if v is not None else [0.0, 0.0] for v in data["estimated_share_ci"]]
+        low = est - [c[0] for c in ci]
+        high = [c[1] for c in ci] - est
+        yk = [i for i in y if known[i]]
+        right.errorbar(est[known], yk, xerr=[low[known], high[known]], fmt="o", color="#b5452e",
+                       ecolor="#b5452e", capsize=3, markersize=4, label="estimated, 95 % interval")
+        right.set_xlim(0, 1)
+        right.xaxis.set_major_formatter("{x:.0%}")
+        right.set_title("Share of photos/clips with each class")
+        right.set_xlabel("share of photos/clips")
+        right.tick_params(labelleft=False)
+        right.legend(loc="lower right", fontsize=7)
     return _render(fig, fmt)
 
 
@@ -368,6 +428,10 @@ def chart_pairs(report: Report, fmt: str = "svg") -> bytes:
     return _render(fig, fmt)
 
 
+# The popular chart's caption when the report has estimated shares (one sentence on the correction).
+ESTIMATE_CAPTION = ("Right: the share of photos/clips in which the detector found each class (bar) and the "
+                    "estimated true share (dot, 95 % interval), corrected for how often the detector misses "
+                    "or falsely finds the class on labelled calibration photos.")
 CHARTS = {
     "popular": (chart_popular, "Most popular items",
                 "Garments per class: each photo detection above the confidence threshold once, each video track once."),
@@ -434,9 +498,16 @@ def chart_alt(report: Report, name: str) -> str:
         return f"{title}: no garments match these filters."
     if name == "popular":
         p = report.popular
-        return (f"Bar chart of garments per class, {report.n_items} garments in {report.n_analyses} analyses: "
+        text = (f"Bar chart of garments per class, {report.n_items} garments in {report.n_analyses} analyses: "
                 + _listing(p["label"], [f"{c} ({s:.0%} of analyses)" for c, s in
                                          zip(p["count"], p["share_of_analyses"], strict=True)]) + ".")
+        if has_estimates(report):
+            known = p[p["estimated_share"].notna()]
+            text += (" Estimated share of photos/clips, corrected for detector errors (95 % interval): "
+                     + _listing(known["label"], [f"{e:.0%} ({ci[0]:.0%}-{ci[1]:.0%})" for e, ci in
+                                                 zip(known["estimated_share"], known["estimated_share_ci"],
+                                                     strict=True)]) + ".")
+        return text
     if name == "over_time":
         periods = sorted(report.over_time["period"].unique())
         last = report.over_time[report.over_time["period"] == periods[-1]].sort_values("share", ascending=False)
@@ -457,10 +528,14 @@ def chart_alt(report: Report, name: str) -> str:
             + _listing(pairs["label_a"] + " + " + pairs["label_b"], pairs["analyses"].astype(str)) + ".")
 
 
-def load_report(store: Any, filters: ReportFilters | None = None) -> Report:
-    """Query a closetai.store.Store (duck-typed: this module stays SQL-free) and aggregate."""
+def load_report(store: Any, filters: ReportFilters | None = None, rates: Any = None) -> Report:
+    """Query a closetai.store.Store (duck-typed: this module stays SQL-free) and aggregate.
+    rates: closetai.quantify.Rates for the estimated shares (None: without them)."""
     filters = filters or ReportFilters()
     args = filters.store_args()
     counts = GarmentCounts(**store.report_counts(**args, min_score=filters.min_score))
     n_analyses = store.report_count_analyses(**args)
-    return report_from_counts(counts, n_analyses, freq=PERIODS.get(filters.period or ""), filters=filters.describe())
+    # Stored detections already passed the model's threshold: a lower filter counts the same ones.
+    threshold = None if rates is None else max(rates.threshold, filters.min_score or 0.0)
+    return report_from_counts(counts, n_analyses, freq=PERIODS.get(filters.period or ""), filters=filters.describe(),
+                              rates=rates, threshold=threshold)
