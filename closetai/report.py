@@ -336,6 +336,7 @@ def chart_popular(report: Report, fmt: str = "svg") -> bytes:
     ax.set_ylabel("class")
     ax.margins(x=0.25)
     if estimates:
+        fig.subplots_adjust(wspace=0.35)  # room for the left panel's value labels
         right = fig.add_subplot(1, 2, 2, sharey=ax)
         y = range(len(data))
         right.barh(y, data["share_of_analyses"], color="#c9ccd6", label="raw: found by the detector")

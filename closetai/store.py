@@ -48,7 +48,6 @@ from sqlalchemy import (
     func,
     inspect,
     literal,
-    or_,
     select,
     text,
     union_all,
@@ -96,7 +95,10 @@ analyses = Table(
     Column("kind", String(10), nullable=False),
     Column("source", String(200), nullable=False, default=""),
     Column("filename", String(255), nullable=False, default=""),  # display only, never a path
-    Column("sha256", String(64), nullable=False),
+    Column("sha256", String(64), nullable=False),  # of the bytes as uploaded ('' for rows from before hashes)
+    # The first stored analysis of the same content, when this one is a copy stored again (NULL: the
+    # first, or no hash). The report counts only rows where it is NULL, so a file counts once (issue 17.2).
+    Column("copy_of", Integer),
     Column("width", Integer, nullable=False),
     Column("height", Integer, nullable=False),
     Column("captured_at", DateTime, nullable=False),  # EXIF DateTimeOriginal, else upload time
@@ -432,8 +434,13 @@ class Store:
         moved = False
         try:
             with self._begin() as conn:
+                # Inside the insert's transaction (SQLite: one writer at a time), so of two uploads of the
+                # same file at once only the first is counted by the report.
+                copy_of = conn.execute(select(func.min(analyses.c.id)).where(
+                    analyses.c.sha256 == new.sha256)).scalar() if new.sha256 else None
                 analysis_id = conn.execute(analyses.insert().values(
                     kind=new.kind, source=new.source[:200], filename=new.filename[:255], sha256=new.sha256,
+                    copy_of=copy_of,
                     width=int(new.width), height=int(new.height),
                     captured_at=new.captured_at or now, captured_from="exif" if new.captured_at else "upload",
                     created_at=now, model_name=new.model_name, taxonomy=new.taxonomy,
@@ -499,6 +506,11 @@ class Store:
                 conn.execute(tracks.delete().where(tracks.c.analysis_id == analysis_id))
                 conn.execute(jobs.delete().where(jobs.c.analysis_id == analysis_id))
                 conn.execute(analyses.delete().where(analyses.c.id == analysis_id))
+                # The first copy of a file deleted: the next one stored becomes the one the report counts.
+                heir = conn.execute(select(func.min(analyses.c.id)).where(analyses.c.copy_of == analysis_id)).scalar()
+                if heir is not None:
+                    conn.execute(analyses.update().where(analyses.c.id == heir).values(copy_of=None))
+                    conn.execute(analyses.update().where(analyses.c.copy_of == analysis_id).values(copy_of=heir))
         except BaseException:
             if moved:
                 os.replace(trash, folder)
@@ -956,27 +968,18 @@ def _counted_garments(sources: list[str] | None, since: date | None, until: date
     return parts[0] if len(parts) == 1 else union_all(*parts)
 
 
-def _analysis_filters(sources: list[str] | None, since: date | None, until: date | None,
-                      table=analyses, distinct_files: bool = True) -> list:
+def _analysis_filters(sources: list[str] | None, since: date | None, until: date | None) -> list:
     """WHERE clauses on analyses shared by the report queries. `until` is inclusive: < the next day.
 
-    distinct_files: one analysis per content hash (the lowest id among those matching the filters), so
-    a file uploaded twice, even stored again on purpose, counts once (issue 17.2). Rows without a hash
-    ('' from before hashes were checked) each count."""
-    a = table.c
-    clauses = []
+    A copy of a file stored again (copy_of set) is never counted: each distinct file (content sha256)
+    counts once, as its first stored analysis, with that one's source and date (issue 17.2)."""
+    clauses = [analyses.c.copy_of.is_(None)]
     if sources:
-        clauses.append(a.source.in_(list(sources)))
+        clauses.append(analyses.c.source.in_(list(sources)))
     if since is not None:
-        clauses.append(a.captured_at >= datetime.combine(since, datetime.min.time()))
+        clauses.append(analyses.c.captured_at >= datetime.combine(since, datetime.min.time()))
     if until is not None:
-        clauses.append(a.captured_at < datetime.combine(until + timedelta(days=1), datetime.min.time()))
-    if distinct_files:
-        other = analyses.alias("same_file")
-        first = (select(func.min(other.c.id))
-                 .where(other.c.sha256 != "", *_analysis_filters(sources, since, until, other, False))
-                 .group_by(other.c.sha256))
-        clauses.append(or_(a.sha256 == "", a.id.in_(first.scalar_subquery())))
+        clauses.append(analyses.c.captured_at < datetime.combine(until + timedelta(days=1), datetime.min.time()))
     return clauses
 
 

@@ -131,10 +131,10 @@ def _photo(store: Store, sha: str, source: str, day: int, labels: list[str]) -> 
         [NewDetection(label=lab, score=0.9, box=(0, 0, 5, 5)) for lab in labels])
 
 
-def test_report_counts_each_distinct_file_once_within_the_filters(tmp_path):
+def test_report_counts_each_distinct_file_once_as_its_first_copy(tmp_path):
     store = Store(default_sqlite_url(tmp_path), tmp_path / "media")
     store.init_schema()
-    _photo(store, "a" * 64, "north", 1, ["top"])
+    first = _photo(store, "a" * 64, "north", 1, ["top"])
     _photo(store, "a" * 64, "south", 2, ["top"])  # the same file stored again, under another source
     _photo(store, "b" * 64, "north", 3, ["dress", "bag"])
     _photo(store, "", "north", 4, ["hat"])  # rows without a hash each count
@@ -142,6 +142,37 @@ def test_report_counts_each_distinct_file_once_within_the_filters(tmp_path):
     assert store.report_count_analyses() == 4
     counts = store.report_counts()
     assert dict(counts["cells"].groupby("label")["count"].sum()) == {"bag": 1, "dress": 1, "hat": 2, "top": 1}
-    assert store.report_count_analyses(sources=["south"]) == 1  # within a filter the copy there counts
+    assert dict(store.report_counts()["label_sets"].set_index(
+        counts["label_sets"]["labels"].map(tuple))["analyses"]) == {("bag", "dress"): 1, ("hat",): 2, ("top",): 1}
+    # the file counts where it was first stored (its source, its date), not again under the copy's
+    assert store.report_count_analyses(sources=["south"]) == 0
     assert store.report_count_analyses(sources=["north", "south"]) == 4
-    assert len(store.report_items(sources=["south"])) == 1
+    # the first copy deleted: the next one is the file now, counted once
+    store.delete_analysis(first)
+    assert store.report_count_analyses(sources=["south"]) == 1 and store.report_count_analyses() == 4
+    third = _photo(store, "a" * 64, "east", 6, ["top"])
+    assert store.report_count_analyses() == 4 and store.same_file("a" * 64)["analysis_id"] < third
+
+
+def test_migration_marks_the_copies_already_stored(tmp_path):
+    """A database at revision 0003 holding the same file twice: upgraded, the later row is the copy."""
+    from sqlalchemy import create_engine, text
+
+    from closetai.store import migrate
+
+    url = default_sqlite_url(tmp_path)
+    engine = create_engine(url)
+    migrate(engine, "0003")
+    with engine.begin() as conn:
+        for i, sha in enumerate(["a" * 64, "b" * 64, "a" * 64, "", "", "a" * 64]):
+            conn.execute(text("INSERT INTO analyses (kind, source, filename, sha256, width, height, captured_at, "
+                              "captured_from, created_at, model_name, taxonomy, min_score, media_dir) VALUES "
+                              "('photo', 's', :f, :sha, 10, 10, '2026-11-01 10:00:00', 'upload', "
+                              "'2026-11-01 10:00:00', '', '', 0.5, :f)"), {"f": f"p{i}", "sha": sha})
+    migrate(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, copy_of FROM analyses ORDER BY id")).all()
+    assert [r[1] for r in rows] == [None, None, 1, None, None, 1]
+    engine.dispose()
+    store = Store(url, tmp_path / "media")
+    assert store.report_count_analyses() == 4
