@@ -12,7 +12,8 @@ best detection score per class, so the rates can be read off at any report thres
 interval can resample the calibration photos as well as the report's own photos:
 
   interval = percentiles of ACC over B bootstrap replicates, each drawing the report's analyses again
-  (a multinomial over its label sets) AND the calibration photos again (the rates' uncertainty).
+  (per class a binomial draw: its marginal under the multinomial redraw) AND the calibration photos
+  again (the rates' uncertainty).
 
 Probabilistic counting (PCC: the mean calibrated presence probability) is here too, for
 bench/eval_report.py to compare; it needs each photo's scores, which the report does not read.
@@ -210,7 +211,7 @@ def estimate_shares(found: np.ndarray, counts: np.ndarray, rates: Rates, thresho
 
     found: (S, C) bool, one row per distinct set of classes found in an analysis (an empty set included:
     analyses where nothing was found count in the denominator); counts: (S,) analyses with that set.
-    Each replicate draws the analyses again (multinomial over the sets) and the calibration photos again.
+    Each replicate draws the analyses again and the calibration photos again.
     """
     found = np.asarray(found, bool).reshape(-1, len(rates.classes))
     counts = np.asarray(counts, np.int64)
@@ -222,8 +223,10 @@ def estimate_shares(found: np.ndarray, counts: np.ndarray, rates: Rates, thresho
     tpr, fpr = rates.tpr_fpr(threshold)
     share = adjusted_count(raw, tpr, fpr)
     rng = np.random.default_rng(seed)
-    draws = rng.multinomial(n, counts / n, size=n_boot)  # (B, S)
-    raw_b = draws @ found / n  # (B, C)
+    # Redrawing the n analyses (a multinomial over the sets) moves each class's count as Binomial(n, raw),
+    # and each class's estimate depends on its own count only: the same per-class intervals, drawn in
+    # B x C numbers instead of B x (label sets), which took ~170 ms with 3,000 sets.
+    raw_b = rng.binomial(n, raw, size=(n_boot, len(raw))) / n  # (B, C)
     n_cal = len(rates.truth)
     rows = rng.integers(0, n_cal, size=(n_boot, n_cal))
     tpr_b, fpr_b = rates.tpr_fpr(threshold, rows)
