@@ -269,3 +269,56 @@ def measure_rates(predictor, photos: list[tuple[str, Path, frozenset[str]]], *, 
     return Rates(classes, truth, scores, float(predictor.meta.get("score_threshold", 0.5)), sha256_file(predictor.model_path),
                  tuple(p[0] for p in photos),
                  {"measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "model": predictor.model_path.name})
+
+
+# ---- comparing two groups (two sources, two periods) ------------------------------------------------
+
+@dataclass
+class Comparison:
+    classes: tuple[str, ...]
+    a: Estimate
+    b: Estimate
+    difference: np.ndarray  # (C,) estimated share in a minus in b
+    low: np.ndarray  # (C,) 95 % interval of the difference
+    high: np.ndarray
+    p_value: np.ndarray  # (C,) two-sided bootstrap p-value of "no difference"
+    p_adjusted: np.ndarray  # (C,) Holm-adjusted over the classes compared
+    significant: np.ndarray  # (C,) bool: p_adjusted < alpha
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment (controls the family-wise error rate over the classes)."""
+    p = np.asarray(p, float)
+    order = np.argsort(p)
+    m = len(p)
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+def compare_shares(found_a: np.ndarray, counts_a: np.ndarray, found_b: np.ndarray, counts_b: np.ndarray,
+                   rates: Rates, threshold: float | None = None, n_boot: int = 2000, seed: int = 0,
+                   alpha: float = 0.05) -> Comparison:
+    """Estimated shares of two groups of analyses (each given as estimate_shares takes it) and their
+    difference. Each replicate redraws both groups and, once for both, the calibration photos: the same
+    detector measured both, so its rates' uncertainty moves both estimates together. A class differs
+    significantly when its Holm-adjusted bootstrap p-value is below alpha."""
+    est_a = estimate_shares(found_a, counts_a, rates, threshold, n_boot=n_boot, seed=seed)
+    est_b = estimate_shares(found_b, counts_b, rates, threshold, n_boot=n_boot, seed=seed + 1)
+    n_a, n_b = int(np.sum(counts_a)), int(np.sum(counts_b))
+    rng = np.random.default_rng(seed + 2)
+    rows = rng.integers(0, len(rates.truth), size=(n_boot, len(rates.truth)))
+    tpr_b, fpr_b = rates.tpr_fpr(threshold, rows)
+    diff_b = (adjusted_count(rng.binomial(max(n_a, 1), est_a.raw, size=(n_boot, len(est_a.raw))) / max(n_a, 1),
+                             tpr_b, fpr_b)
+              - adjusted_count(rng.binomial(max(n_b, 1), est_b.raw, size=(n_boot, len(est_b.raw))) / max(n_b, 1),
+                               tpr_b, fpr_b))
+    difference = est_a.share - est_b.share
+    low, high = np.quantile(diff_b, [alpha / 2, 1 - alpha / 2], axis=0)
+    # two-sided: how often the replicates fall on the other side of zero (plus one, never exactly 0)
+    tail = np.minimum((diff_b <= 0).sum(axis=0), (diff_b >= 0).sum(axis=0))
+    p_value = np.minimum(1.0, 2 * (tail + 1) / (n_boot + 1))
+    p_adjusted = holm(p_value)
+    return Comparison(rates.classes, est_a, est_b, difference, np.minimum(low, difference),
+                      np.maximum(high, difference), p_value, p_adjusted, p_adjusted < alpha)

@@ -59,11 +59,14 @@ class ReportFilters:
     kind: str | None = None  # 'photo' | 'video' | None (both)
     min_score: float | None = None
     period: str | None = None  # 'day' | 'week' | 'month' | None (chosen from the date span)
+    # Two groups compared side by side (issue 17.3): each "source:NAME" or "YYYY-MM-DD..YYYY-MM-DD"
+    # (a period); the other filters apply to both. () : no comparison.
+    compare: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, sources: Iterable[str] = (), since: str | None = None, until: str | None = None,
               kind: str | None = None, min_score: str | float | None = None,
-              period: str | None = None) -> ReportFilters:
+              period: str | None = None, compare: Iterable[str] = ()) -> ReportFilters:
         """Strings as typed (empty = no filter) -> filters; BadFilter with a message a user can act on."""
         clean_sources = tuple(dict.fromkeys(s.strip() for s in sources if s and s.strip()))
         since_d, until_d = _parse_day(since, "since"), _parse_day(until, "until")
@@ -87,7 +90,20 @@ class ReportFilters:
             period = None
         if period is not None and period not in PERIODS:
             raise BadFilter(f"unknown period {period[:20]!r}: use day, week or month")
-        return cls(clean_sources, since_d, until_d, kind, score, period)
+        groups = tuple(g.strip() for g in compare if g and g.strip())
+        if groups:
+            if len(groups) != 2:
+                raise BadFilter(f"compare needs exactly two groups (compare=...&compare=...), got {len(groups)}")
+            for g in groups:
+                _compare_group(g)  # raises BadFilter
+        return cls(clean_sources, since_d, until_d, kind, score, period, groups)
+
+    def group(self, which: int) -> ReportFilters:
+        """The filters of one compared group: its source or its period replaces the report's."""
+        sources, since, until = _compare_group(self.compare[which])
+        if sources:
+            return ReportFilters(sources, self.since, self.until, self.kind, self.min_score, self.period)
+        return ReportFilters(self.sources, since, until, self.kind, self.min_score, self.period)
 
     def store_args(self) -> dict[str, Any]:
         """Keyword arguments for Store.report_items / report_counts / report_count_analyses."""
@@ -101,13 +117,30 @@ class ReportFilters:
                            ("min_score", self.min_score), ("period", self.period)):
             if value is not None:
                 pairs.append((key, str(value)))
+        pairs += [("compare", g) for g in self.compare]
         return pairs
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly, recorded in the report and its exports."""
         return {"sources": list(self.sources), "since": self.since and self.since.isoformat(),
                 "until": self.until and self.until.isoformat(), "kind": self.kind,
-                "min_score": self.min_score, "period": self.period}
+                "min_score": self.min_score, "period": self.period, "compare": list(self.compare)}
+
+
+def _compare_group(text: str) -> tuple[tuple[str, ...], date | None, date | None]:
+    """"source:NAME" -> ((NAME,), None, None); "2026-10-01..2026-10-31" -> ((), since, until)."""
+    if text.lower().startswith("source:"):
+        name = text[7:].strip()
+        if not name:
+            raise BadFilter("compare=source: needs a source name, e.g. compare=source:Milan street")
+        return (name,), None, None
+    if ".." in text:
+        first, _, last = text.partition("..")
+        since, until = _parse_day(first, "compare"), _parse_day(last, "compare")
+        if since and until and since > until:
+            raise BadFilter(f"compare: period {text[:40]!r} is empty (its start is after its end)")
+        return (), since, until
+    raise BadFilter(f"compare: {text[:40]!r} is neither source:NAME nor a period YYYY-MM-DD..YYYY-MM-DD")
 
 
 def _parse_day(value: str | None, name: str) -> date | None:
@@ -130,6 +163,9 @@ class Report:
     top_colours: pd.DataFrame  # colour_name, hex, count, share
     pairs: pd.DataFrame  # label_a, label_b, analyses
     filters: dict[str, Any] = field(default_factory=dict)
+    # Two groups side by side (ReportFilters.compare): label, group_a/b (share, ci, analyses), difference,
+    # difference_ci, p_adjusted (Holm), significant. None: no comparison asked for (or no rates).
+    comparison: pd.DataFrame | None = None
 
     @property
     def empty(self) -> bool:
@@ -196,21 +232,13 @@ def _with_estimates(popular: pd.DataFrame, sets: pd.DataFrame, n_analyses: int, 
     """popular + estimated_share and estimated_share_ci ([low, high]) from closetai.quantify: the share
     of photos/clips with each class, corrected for the detector's measured errors, with its 95 %
     interval. None where there are no rates, or for a class the rates do not cover."""
-    import numpy as np
-
     from closetai.quantify import estimate_shares
 
     popular = popular.assign(estimated_share=None, estimated_share_ci=None).astype(
         {"estimated_share": object, "estimated_share_ci": object})
     if rates is None or n_analyses <= 0 or popular.empty:
         return popular
-    index = {c: i for i, c in enumerate(rates.classes)}
-    found = np.zeros((len(sets) + 1, len(rates.classes)), bool)
-    for row, labels in enumerate(sets["labels"]):
-        found[row, [index[c] for c in labels if c in index]] = True
-    counts = np.append(sets["analyses"].to_numpy(np.int64), 0)
-    counts[-1] = max(n_analyses - int(counts.sum()), 0)  # analyses where nothing was found
-    est = estimate_shares(found, counts, rates, threshold).by_class()
+    est = estimate_shares(*_label_set_matrix(sets, n_analyses, rates.classes), rates, threshold).by_class()
     popular["estimated_share"] = [round(est[c][0], 4) if c in est else None for c in popular["label"]]
     popular["estimated_share_ci"] = [[round(est[c][1], 4), round(est[c][2], 4)] if c in est else None
                                      for c in popular["label"]]
@@ -265,8 +293,11 @@ def report_tables(report: Report) -> dict[str, pd.DataFrame]:
     colours = (report.colours.stack().rename("count").reset_index() if not report.colours.empty
                else pd.DataFrame(columns=["label", "colour_name", "count"]))
     colours = colours[colours["count"] > 0].reset_index(drop=True)
-    return {"popular": report.popular, "over_time": report.over_time, "colours": colours,
-            "top_colours": report.top_colours, "pairs": report.pairs}
+    tables = {"popular": report.popular, "over_time": report.over_time, "colours": colours,
+              "top_colours": report.top_colours, "pairs": report.pairs}
+    if report.comparison is not None:
+        tables["comparison"] = report.comparison
+    return tables
 
 
 def to_csv(report: Report) -> str:
@@ -276,9 +307,8 @@ def to_csv(report: Report) -> str:
         # Nullable ints: the concat pads other tables' columns with NaN, which turned counts into "8.0".
         ints = {c: "Int64" for c in table.select_dtypes("integer").columns}
         table = table.astype(ints)
-        if "estimated_share_ci" in table.columns:  # [low, high] as the JSON writes it: "[0.12, 0.2]"
-            table = table.assign(estimated_share_ci=[None if v is None else f"[{v[0]}, {v[1]}]"
-                                                     for v in table["estimated_share_ci"]])
+        for col in [c for c in table.columns if c.endswith("_ci")]:  # [low, high] as the JSON writes it
+            table = table.assign(**{col: [None if v is None else f"[{v[0]}, {v[1]}]" for v in table[col]]})
         frames.append(table.assign(table=name))
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     cols = ["table"] + [c for c in out.columns if c != "table"]
@@ -538,5 +568,61 @@ def load_report(store: Any, filters: ReportFilters | None = None, rates: Any = N
     n_analyses = store.report_count_analyses(**args)
     # Stored detections already passed the model's threshold: a lower filter counts the same ones.
     threshold = None if rates is None else max(rates.threshold, filters.min_score or 0.0)
-    return report_from_counts(counts, n_analyses, freq=PERIODS.get(filters.period or ""), filters=filters.describe(),
-                              rates=rates, threshold=threshold)
+    report = report_from_counts(counts, n_analyses, freq=PERIODS.get(filters.period or ""),
+                                filters=filters.describe(), rates=rates, threshold=threshold)
+    if filters.compare:
+        if rates is None:
+            raise BadFilter("compare needs the model's measured correction rates "
+                            "(closetai calibrate-report MODEL DATA; see the README's Estimated shares)")
+        report.comparison = _comparison(store, filters, rates, threshold)
+    return report
+
+
+def _label_set_matrix(sets: pd.DataFrame, n_analyses: int, classes: tuple[str, ...]):
+    """GarmentCounts.label_sets -> (found (S+1, C) bool, counts (S+1,)), the last row the analyses where
+    nothing was found (what closetai.quantify's estimators take)."""
+    import numpy as np
+
+    index = {c: i for i, c in enumerate(classes)}
+    found = np.zeros((len(sets) + 1, len(classes)), bool)
+    for row, labels in enumerate(sets["labels"]):
+        found[row, [index[c] for c in labels if c in index]] = True
+    counts = np.append(sets["analyses"].to_numpy(np.int64), 0)
+    counts[-1] = max(n_analyses - int(counts.sum()), 0)
+    return found, counts
+
+
+def _comparison(store: Any, filters: ReportFilters, rates: Any, threshold: float) -> pd.DataFrame:
+    """Estimated shares of the two compared groups, their difference with its 95 % interval and which
+    differences stay significant after Holm's correction over the classes found in either group."""
+    from closetai.quantify import compare_shares
+
+    groups = []
+    for which in (0, 1):
+        g = filters.group(which)
+        args = g.store_args()
+        sets = store.report_counts(**args, min_score=g.min_score)["label_sets"]
+        groups.append((sets, store.report_count_analyses(**args)))
+    if min(n for _, n in groups) == 0:
+        raise BadFilter("compare: a group has no photos or clips (" + " / ".join(
+            f"{name}: {n}" for name, (_, n) in zip(filters.compare, groups, strict=True)) + ")")
+    (sets_a, n_a), (sets_b, n_b) = groups
+    cmp_ = compare_shares(*_label_set_matrix(sets_a, n_a, rates.classes),
+                          *_label_set_matrix(sets_b, n_b, rates.classes), rates, threshold)
+    seen = {c for sets in (sets_a, sets_b) for labels in sets["labels"] for c in labels}
+    rows = []
+    for i, c in enumerate(rates.classes):
+        if c not in seen:
+            continue
+        rows.append({"label": c, "group_a": filters.compare[0], "share_a": round(float(cmp_.a.share[i]), 4),
+                     "share_a_ci": [round(float(cmp_.a.low[i]), 4), round(float(cmp_.a.high[i]), 4)],
+                     "analyses_a": n_a, "group_b": filters.compare[1],
+                     "share_b": round(float(cmp_.b.share[i]), 4),
+                     "share_b_ci": [round(float(cmp_.b.low[i]), 4), round(float(cmp_.b.high[i]), 4)],
+                     "analyses_b": n_b, "difference": round(float(cmp_.difference[i]), 4),
+                     "difference_ci": [round(float(cmp_.low[i]), 4), round(float(cmp_.high[i]), 4)],
+                     "p_adjusted": round(float(cmp_.p_adjusted[i]), 4), "significant": bool(cmp_.significant[i])})
+    columns = ["label", "group_a", "share_a", "share_a_ci", "analyses_a", "group_b", "share_b", "share_b_ci",
+               "analyses_b", "difference", "difference_ci", "p_adjusted", "significant"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["difference", "label"], ascending=[False, True],
+                                                           ignore_index=True)

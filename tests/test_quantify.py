@@ -208,3 +208,80 @@ def test_stale_rates_leave_the_report_without_estimates(tmp_path, caplog):
     assert "measured on another model file" in caplog.text
     page = app.test_client().get("/report").get_data(as_text=True)
     assert "corrected for how often" not in page and "Share of photos/clips with each class" not in page
+
+
+def test_comparison_finds_the_real_differences_and_no_false_ones():
+    """Two groups of photos: top and skirt really differ, scarf and dress do not. Over 20 draws the
+    real differences are found (Holm-adjusted) nearly always and a false one rarely."""
+    from closetai.quantify import compare_shares, holm
+
+    assert holm(np.array([0.01, 0.04, 0.03])).tolist() == pytest.approx([0.03, 0.06, 0.06])
+    found_real, false_alarms, runs = 0, 0, 20
+    for seed in range(runs):
+        rng = np.random.default_rng(500 + seed)
+        rates = calibration(rng, 300)
+        _, found_a, _ = photos(rng, 800, np.array([0.60, 0.35, 0.09, 0.22]))
+        _, found_b, _ = photos(rng, 800, np.array([0.40, 0.15, 0.09, 0.22]))
+        cmp_ = compare_shares(*grouped(found_a), *grouped(found_b), rates, n_boot=1000, seed=seed)
+        assert np.all(cmp_.low <= cmp_.difference) and np.all(cmp_.difference <= cmp_.high)
+        found_real += int(cmp_.significant[0] and cmp_.significant[1])
+        false_alarms += int(cmp_.significant[2] or cmp_.significant[3])
+        assert cmp_.difference[0] > 0.1 and cmp_.difference[1] > 0.05
+    assert found_real >= runs - 2
+    assert false_alarms <= 2
+
+
+def test_report_compares_two_sources_and_two_periods(tmp_path):
+    """Issue 17.3 (first part): north has more tops and skirts than south, the same scarves and dresses."""
+    model = tmp_path / "closetai-test.pt"
+    model.write_bytes(b"the weights")
+    rates = calibration(np.random.default_rng(7), 300)
+    rates.model_sha256 = sha256_file(model)
+    rates.save(rates_path(model))
+    app = create_app({"TESTING": True, "PREDICTOR": NoModel(model), "INSTANCE_PATH": tmp_path / "instance",
+                      "REPORT_CHART_PROCESS": False})
+    store = app.extensions["closetai.store"]
+    rng = np.random.default_rng(9)
+    n = 0
+    for source, day, prevalence in (("north", 1, [0.60, 0.35, 0.09, 0.22]), ("south", 20, [0.40, 0.15, 0.09, 0.22])):
+        _, found, _ = photos(rng, 700, np.array(prevalence))
+        for row in found:
+            n += 1
+            store.add_analysis(NewAnalysis(kind="photo", filename=f"p{n}.jpg", sha256=f"{n:064x}", width=10,
+                                           height=10, source=source, captured_at=datetime(2026, 11, day),
+                                           files={"photo": b"x"}),
+                               [NewDetection(label=c, score=0.9, box=(0, 0, 5, 5))
+                                for c, f in zip(CLASSES, row, strict=True) if f])
+    client = app.test_client()
+    body = client.get("/report.json?compare=source:north&compare=source:south").get_json()
+    rows = {r["label"]: r for r in body["comparison"]}
+    assert set(rows) == set(CLASSES) and body["filters"]["compare"] == ["source:north", "source:south"]
+    assert rows["top"]["analyses_a"] == rows["top"]["analyses_b"] == 700
+    for c in ("top", "skirt"):
+        assert rows[c]["significant"] and rows[c]["difference"] > 0.1 and rows[c]["difference_ci"][0] > 0
+    for c in ("scarf", "dress"):
+        assert not rows[c]["significant"] and rows[c]["difference_ci"][0] <= 0 <= rows[c]["difference_ci"][1]
+    # by period: the same split, by capture date
+    by_period = client.get("/report.json?compare=2026-11-01..2026-11-10&compare=2026-11-11..2026-11-30").get_json()
+    assert {r["label"]: r["difference"] for r in by_period["comparison"]} == {
+        c: r["difference"] for c, r in rows.items()}
+    csv_rows = [r for r in csv.DictReader(io.StringIO(
+        client.get("/report.csv?compare=source:north&compare=source:south").get_data(as_text=True)))
+        if r["table"] == "comparison"]
+    assert {r["label"] for r in csv_rows} == set(CLASSES)
+    page = client.get("/report?compare=source:north&compare=source:south").get_data(as_text=True)
+    assert 'id="table-comparison"' in page and "source:north vs source:south" in page
+    assert page.count('class="significant"') == 2
+
+    for query, message in (("compare=source:north", "compare needs exactly two groups"),
+                           ("compare=north&compare=south", "is neither source:NAME nor a period"),
+                           ("compare=source:north&compare=source:nowhere", "a group has no photos or clips"),
+                           ("compare=2026-11-30..2026-11-01&compare=source:south", "is empty")):
+        res = client.get("/report.json?" + query)
+        assert res.status_code == 400 and message in res.get_json()["error"], query
+
+
+def test_comparison_without_rates_is_a_clear_400(tmp_path):
+    app = create_app({"TESTING": True, "PREDICTOR": NoModel(tmp_path / "none.pt"), "INSTANCE_PATH": tmp_path / "i"})
+    res = app.test_client().get("/report.json?compare=source:a&compare=source:b")
+    assert res.status_code == 400 and "calibrate-report" in res.get_json()["error"]

@@ -60,6 +60,11 @@ TABLE_COLUMNS = {
     "pairs": [("label_a", "class", "text"), ("label_b", "worn with", "text"),
               ("analyses", "photos/clips with both", "int")],
 }
+TABLE_COLUMNS_COMPARISON = [("label", "class", "text"), ("share_a", "group 1 (estimated)", "pct"),
+                            ("share_a_ci", "95 % interval", "ci"), ("share_b", "group 2 (estimated)", "pct"),
+                            ("share_b_ci", "95 % interval", "ci"), ("difference", "difference", "pct"),
+                            ("difference_ci", "95 % interval", "ci"), ("p_adjusted", "p (Holm)", "text"),
+                            ("significant", "significant", "text")]
 # Added to the popular table when the model has measured correction rates (closetai.quantify).
 ESTIMATE_COLUMNS = [("estimated_share", "estimated share (corrected)", "pct"),
                     ("estimated_share_ci", "95 % interval", "ci")]
@@ -276,7 +281,7 @@ def _chart(filters: ReportFilters, name: str, fmt: str) -> bytes:
 def _filters() -> ReportFilters:
     args = request.args
     return ReportFilters.parse(args.getlist("source"), args.get("since"), args.get("until"), args.get("kind"),
-                               args.get("min_score"), args.get("period"))
+                               args.get("min_score"), args.get("period"), args.getlist("compare"))
 
 
 def _inline_svg(svg: bytes, alt: str, name: str) -> Markup:
@@ -318,8 +323,8 @@ def page():
     return render_template(
         "report.html", error=None, report=report, filters=filters, query=query, args=request.args,
         sources=store().report_sources(), charts=charts, tables=tables,
-        columns={**TABLE_COLUMNS, "popular": TABLE_COLUMNS["popular"] + ESTIMATE_COLUMNS} if has_estimates(report)
-        else TABLE_COLUMNS,
+        columns={**TABLE_COLUMNS, "comparison": TABLE_COLUMNS_COMPARISON,
+                 **({"popular": TABLE_COLUMNS["popular"] + ESTIMATE_COLUMNS} if has_estimates(report) else {})},
         period_name=FREQ_NAMES[report.freq], any_analyses=store().count_analyses() > 0,
         filtered=bool(filters.query()))
 
