@@ -285,3 +285,17 @@ def test_comparison_without_rates_is_a_clear_400(tmp_path):
     app = create_app({"TESTING": True, "PREDICTOR": NoModel(tmp_path / "none.pt"), "INSTANCE_PATH": tmp_path / "i"})
     res = app.test_client().get("/report.json?compare=source:a&compare=source:b")
     assert res.status_code == 400 and "calibrate-report" in res.get_json()["error"]
+
+
+def test_cli_report_writes_the_estimates_with_the_models_rates(tmp_path):
+    from closetai.cli import main
+
+    app, _, _ = seeded_app(tmp_path)
+    out = tmp_path / "report"
+    assert main(["report", "--instance", app.instance_path, "--out", str(out),
+                 "--model", str(tmp_path / "closetai-test.pt")]) == 0
+    popular = json.loads((out / "report.json").read_text())["popular"]
+    assert all(p["estimated_share"] is not None and len(p["estimated_share_ci"]) == 2 for p in popular)
+    assert main(["report", "--instance", app.instance_path, "--out", str(out),
+                 "--model", str(tmp_path / "no-such-model.pt")]) == 0  # no rates: the report without them
+    assert all(p["estimated_share"] is None for p in json.loads((out / "report.json").read_text())["popular"])
