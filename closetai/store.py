@@ -118,6 +118,8 @@ analyses = Table(
     Column("duration_s", Float),
     Column("fps", Float),
     Column("frame_count", Integer),
+    # JSON [{"id", "box", "score", "mask"}] of the people a model with the person class found (issue 21)
+    Column("people", Text),
     CheckConstraint("kind IN ('photo', 'video')", name="ck_analyses_kind"),
     # Never reuse a deleted id on SQLite: ids are permanent URLs and media is cached by them.
     sqlite_autoincrement=True,
@@ -163,6 +165,7 @@ detections = Table(
     Column("colour_share", Float),  # share of the mask's pixels in the dominant colour cluster
     Column("area_share", Float),  # mask pixels / image pixels
     Column("crop_path", String(255)),
+    Column("person", Integer),  # the id (in analyses.people) of the person wearing it; NULL: nobody
 )
 Index("ix_detections_analysis", detections.c.analysis_id)
 Index("ix_detections_label", detections.c.label)
@@ -238,6 +241,7 @@ class NewDetection:
     frame_index: int | None = None
     time_s: float | None = None
     track_no: int | None = None  # video: links to the NewTrack with this track_no
+    person: int | None = None  # photo: id of the person wearing it (NewAnalysis.people)
     embedding: Any = None  # (D,) float32 unit vector (closetai.embed), photos only: a video's is its track's
 
 
@@ -272,6 +276,7 @@ class NewAnalysis:
     fps: float | None = None
     frame_count: int | None = None
     embedding_model: str = ""  # names the garments' embedding vectors (Predictor.embedding_model)
+    people: list[dict] | None = None  # [{"id", "box", "score", "mask" (RLE)}] (closetai.people)
 
 
 _HOST = socket.gethostname()
@@ -446,6 +451,7 @@ class Store:
                     min_score=float(new.min_score), media_dir=rel_dir, photo_path=rel("photo"),
                     thumb_path=rel("thumb"), video_path=rel("video"), duration_s=new.duration_s,
                     fps=new.fps, frame_count=new.frame_count,
+                    people=json.dumps(new.people) if new.people else None,
                 )).inserted_primary_key[0]
                 track_ids: dict[int, int] = {}
                 for t in trks:
@@ -465,7 +471,8 @@ class Store:
                          "mask_rle": json.dumps(d.mask_rle) if d.mask_rle else None,
                          "colour_name": d.colour_name, "colour_hex": d.colour_hex,
                          "colour_share": d.colour_share, "area_share": d.area_share,
-                         "crop_path": f"{rel_dir}/crops/d{i}.jpg" if d.crop_jpeg else None}
+                         "crop_path": f"{rel_dir}/crops/d{i}.jpg" if d.crop_jpeg else None,
+                         "person": d.person}
                         for i, d in enumerate(dets)])
                 _insert_embeddings(conn, analysis_id, new.embedding_model, dets, trks, track_ids)
                 if finish_job is not None:
@@ -539,6 +546,11 @@ class Store:
         out = dict(row)
         out["detections"] = [_detection_dict(d) for d in det_rows]
         out["tracks"] = [dict(t) for t in trk_rows]
+        # each person with the idx of the garments they wear (closetai.people's JSON)
+        people = json.loads(out["people"]) if out.get("people") else []
+        for p in people:
+            p["garments"] = [d["idx"] for d in out["detections"] if d.get("person") == p["id"]]
+        out["people"] = people
         return out
 
     def get_detection(self, analysis_id: int, idx: int) -> dict[str, Any]:

@@ -78,7 +78,11 @@ def analysis_json(a: dict[str, Any]) -> dict[str, Any]:
             "colour": {"name": d["colour_name"], "hex": d["colour_hex"], "share": d["colour_share"]},
             "area_share": d["area_share"],
             "crop": url_for("pages.crop", analysis_id=aid, idx=d["idx"]) if d["crop_path"] else None,
+            "person": d.get("person"),
         } for d in a["detections"]],
+        # issue 21: who wears what; empty for a model without the person class
+        "people": [{"id": p["id"], "box": p["box"], "score": p["score"], "mask": p["mask"],
+                    "garments": p["garments"]} for p in a.get("people") or []],
     }
 
 
