@@ -208,6 +208,9 @@ class GarmentCounts:
 
     cells: pd.DataFrame
     label_sets: pd.DataFrame
+    # labels, analyses: the sets "worn together" pairs come from, when some photo has people (one set per
+    # person there, per analysis elsewhere); None: label_sets
+    pair_sets: pd.DataFrame | None = None
 
 
 def count_items(items: pd.DataFrame) -> GarmentCounts:
@@ -280,6 +283,9 @@ def report_from_counts(counts: GarmentCounts, n_analyses: int, freq: str | None 
     top["share"] = (top["count"] / max(n_items, 1)).round(4)
     top = top.sort_values(["count", "colour_name"], ascending=[False, True], ignore_index=True)
 
+    if counts.pair_sets is not None and len(counts.pair_sets):
+        present = (counts.pair_sets[["labels", "analyses"]].reset_index(names="set").explode("labels")
+                   .rename(columns={"labels": "label"}).astype({"analyses": "int64"}))
     pairs = present.merge(present[["set", "label"]], on="set", suffixes=("_a", "_b"))
     pairs = pairs[pairs["label_a"] < pairs["label_b"]]
     pairs = pairs.groupby(["label_a", "label_b"])["analyses"].sum().reset_index()
@@ -481,7 +487,8 @@ CHARTS = {
                 "Garments per class and dominant colour name; shade = share of that class's garments "
                 "(the 12 most frequent colours; the table lists all)."),
     "top_colours": (chart_top_colours, "Top colours", "Garments per dominant colour, all classes together."),
-    "pairs": (chart_pairs, "Worn together", "Photos or clips in which both classes of a pair were found."),
+    "pairs": (chart_pairs, "Worn together", "Photos or clips in which both classes of a pair were found; where "
+              "the model finds people, worn by the same person."),
 }
 
 

@@ -672,9 +672,23 @@ class Store:
                        func.max(per_analysis.c.captured_at).label("last"))
                 .group_by(per_analysis.c.labels))
         with self.engine.connect() as conn:
-            out = {"cells": pd.read_sql(cells, conn), "label_sets": pd.read_sql(sets, conn)}
+            out = {"cells": pd.read_sql(cells, conn), "label_sets": pd.read_sql(sets, conn), "pair_sets": None}
+            # Worn together means by one person (issue 21): where a model found people, the sets are per
+            # person; elsewhere per analysis, as label_sets. Only queried when some photo has people.
+            if conn.execute(select(analyses.c.id).where(analyses.c.people.is_not(None)).limit(1)).first():
+                groups = []
+                for per_person in (True, False):
+                    q = _counted_garments(sources, since, until, kind, min_score, per_analysis=True,
+                                          dialect=dialect, per_person=per_person)
+                    if q is not None:
+                        sub = q.subquery("pp")
+                        groups.append(pd.read_sql(select(sub.c.labels, func.count().label("analyses"))
+                                                  .group_by(sub.c.labels), conn))
+                out["pair_sets"] = pd.concat(groups, ignore_index=True)
         # "jeans\x1f,top\x1f": each label ends with \x1f so a comma inside a class name cannot split it.
-        out["label_sets"]["labels"] = out["label_sets"]["labels"].str[:-1].str.split(_LABEL_END + ",")
+        for key in ("label_sets", "pair_sets"):
+            if out[key] is not None:
+                out[key]["labels"] = out[key]["labels"].str[:-1].str.split(_LABEL_END + ",")
         return out
 
     def report_version(self) -> tuple:
@@ -966,12 +980,16 @@ _LABEL_END = "\x1f"
 
 def _counted_garments(sources: list[str] | None, since: date | None, until: date | None,
                       kind: str | None, min_score: float | None, per_analysis: bool = False,
-                      dialect: str = "sqlite"):
+                      dialect: str = "sqlite", per_person: bool | None = None):
     """SELECT of one row per counted garment (report_items' columns): photo detections, video tracks.
 
     per_analysis: one row per analysis instead (analysis_id, captured_at, labels: its distinct labels,
     each followed by _LABEL_END, comma-separated). Grouped by analyses.id, which SQLite scans in order,
     so it needs no sort (~70 ms on 100k garments; a DISTINCT (analysis, label) self-join took ~180 ms).
+
+    per_person (with per_analysis): True: one row per person wearing garments, in photos whose model
+    found people; False: only the analyses without people (clips, and photos of a model without the
+    class); None: every analysis.
     """
     a = analyses.c
     # captured_at as text: SQLAlchemy's per-row datetime parsing cost more than the query itself
@@ -981,6 +999,8 @@ def _counted_garments(sources: list[str] | None, since: date | None, until: date
     for media, table, score in (("photo", detections, detections.c.score), ("video", tracks, tracks.c.best_score)):
         if kind not in (None, media):
             continue
+        if per_person and media == "video":
+            continue  # tracks are not assigned to people
         if per_analysis:
             # group_concat(DISTINCT x) takes no separator argument in SQLite (it joins with ","), hence
             # the terminator; PostgreSQL's string_agg takes DISTINCT and the same "," explicitly.
@@ -994,7 +1014,15 @@ def _counted_garments(sources: list[str] | None, since: date | None, until: date
                  .where(a.kind == media, *_analysis_filters(sources, since, until)))
         if min_score is not None:
             query = query.where(score >= min_score)
+        if per_person:
+            query = query.where(a.people.is_not(None), detections.c.person.is_not(None))
+            parts.append(query.group_by(a.id, detections.c.person))
+            continue
+        if per_person is False:
+            query = query.where(a.people.is_(None))
         parts.append(query.group_by(a.id) if per_analysis else query)
+    if not parts:
+        return None
     return parts[0] if len(parts) == 1 else union_all(*parts)
 
 

@@ -137,3 +137,34 @@ def test_hovering_a_person_outlines_them_in_the_browser(tmp_path, browser):
             page.close()
     finally:
         app.extensions["closetai.jobs"].stop(timeout=10)
+
+
+def test_worn_together_pairs_garments_of_one_person_not_of_one_photo(tmp_path):
+    """issue 21: in a photo of two people, one's top and jeans are a pair; the other's coat is not
+    paired with either. A photo without people still pairs everything in it."""
+    from datetime import datetime
+
+    from closetai.report import GarmentCounts, ReportFilters, load_report
+    from closetai.store import NewAnalysis, NewDetection, Store, default_sqlite_url
+
+    store = Store(default_sqlite_url(tmp_path), tmp_path / "media")
+    store.init_schema()
+    box = (0.0, 0.0, 10.0, 10.0)
+
+    def photo(name, garments, people):
+        store.add_analysis(NewAnalysis(kind="photo", filename=name, sha256=name, width=10, height=10,
+                                       captured_at=datetime(2026, 11, 1), people=people,
+                                       files={"photo": b"x"}),
+                           [NewDetection(label=label, score=0.9, box=box, person=person) for label, person in garments])
+
+    people = [{"id": 0, "box": [0, 0, 5, 10], "score": 0.9, "mask": None},
+              {"id": 1, "box": [5, 0, 10, 10], "score": 0.9, "mask": None}]
+    photo("two.jpg", [("top", 0), ("jeans", 0), ("outerwear", 1), ("bag", None)], people)
+    photo("one.jpg", [("skirt", None), ("bag", None)], None)  # a model without people: per photo
+    report = load_report(store, ReportFilters.parse())
+    pairs = {(r.label_a, r.label_b): r.analyses for r in report.pairs.itertuples()}
+    assert pairs == {("jeans", "top"): 1, ("bag", "skirt"): 1}
+    # presence per photo is unchanged: outerwear is in 1 of 2 photos
+    popular = report.popular.set_index("label")
+    assert popular.loc["outerwear", "analyses_with"] == 1 and popular.loc["bag", "analyses_with"] == 2
+    assert GarmentCounts.__dataclass_fields__["pair_sets"].default is None
