@@ -42,6 +42,24 @@ def test_photo_json_lists_people_with_their_garments_and_people_without_any():
     assert people_json(_boxes_to_dets([], ("top",))) == []
 
 
+def _app_with_photo(tmp_path, predictor):
+    """A real app (SQLite in tmp_path) with one 200x160 photo uploaded: (app, the upload's JSON)."""
+    import io
+
+    from PIL import Image
+
+    from app import create_app
+
+    app = create_app({"TESTING": True, "PREDICTOR": predictor, "INSTANCE_PATH": tmp_path / "i",
+                      "REPORT_CHART_PROCESS": False})
+    buf = io.BytesIO()
+    Image.fromarray(np.full((160, 200, 3), 120, np.uint8)).save(buf, "PNG")
+    res = app.test_client().post("/api/v1/analyses", data={"file": (io.BytesIO(buf.getvalue()), "two.png")},
+                                 content_type="multipart/form-data")
+    assert res.status_code == 201, res.get_json()
+    return app, res.get_json()
+
+
 class TwoPeoplePredictor:
     """Two people side by side on a 200x160 photo; a top and jeans on the left one, a bag on nobody."""
 
@@ -62,64 +80,32 @@ class TwoPeoplePredictor:
 def test_people_are_stored_served_in_the_api_and_grouped_on_the_result_page(tmp_path):
     """issue 21: POST /api/v1/analyses gains "people" (garments as detection indices) and each
     detection "person"; they survive the database (a real SQLite file) and the page groups by person."""
-    import io
-
-    from PIL import Image
-
-    from app import create_app
-
-    app = create_app({"TESTING": True, "PREDICTOR": TwoPeoplePredictor(), "INSTANCE_PATH": tmp_path / "i",
-                      "REPORT_CHART_PROCESS": False})
+    app, posted = _app_with_photo(tmp_path, TwoPeoplePredictor())
     client = app.test_client()
-    buf = io.BytesIO()
-    Image.fromarray(np.full((160, 200, 3), 120, np.uint8)).save(buf, "PNG")
-    res = client.post("/api/v1/analyses", data={"file": (io.BytesIO(buf.getvalue()), "two.png")},
-                      content_type="multipart/form-data")
-    assert res.status_code == 201, res.get_json()
-    for body in (res.get_json(), client.get(res.get_json()["urls"]["self"]).get_json()):
+    for body in (posted, client.get(posted["urls"]["self"]).get_json()):
         assert [d["person"] for d in body["detections"]] == [0, 0, None]
         assert [(p["id"], p["garments"]) for p in body["people"]] == [(0, [0, 1]), (1, [])]
         assert body["people"][0]["box"] == [0.0, 0.0, 80.0, 160.0] and body["people"][0]["mask"]["size"] == [160, 200]
-    page = client.get(res.get_json()["urls"]["page"]).get_data(as_text=True)
+    page = client.get(posted["urls"]["page"]).get_data(as_text=True)
     assert 'id="people"' in page and "<b>Person 1</b>" in page and "<b>Person 2</b>" in page
     assert "no garment recognised" in page and "worn by nobody found" in page
     app.extensions["closetai.jobs"].stop(timeout=10)
 
 
 def test_a_model_without_people_gives_an_empty_list_and_no_people_section(tmp_path):
-    import io
-
-    from PIL import Image
-
-    from app import create_app
     from tests.helpers import FakePredictor
 
-    app = create_app({"TESTING": True, "PREDICTOR": FakePredictor(), "INSTANCE_PATH": tmp_path / "i",
-                      "REPORT_CHART_PROCESS": False})
+    app, body = _app_with_photo(tmp_path, FakePredictor())
     client = app.test_client()
-    buf = io.BytesIO()
-    Image.fromarray(np.full((160, 200, 3), 120, np.uint8)).save(buf, "PNG")
-    body = client.post("/api/v1/analyses", data={"file": (io.BytesIO(buf.getvalue()), "one.png")},
-                       content_type="multipart/form-data").get_json()
     assert body["people"] == [] and [d["person"] for d in body["detections"]] == [None]
     assert 'id="people"' not in client.get(body["urls"]["page"]).get_data(as_text=True)
     app.extensions["closetai.jobs"].stop(timeout=10)
 
 
 def test_hovering_a_person_outlines_them_in_the_browser(tmp_path, browser):
-    import io
-
-    from PIL import Image
-
-    from app import create_app
     from tests.helpers import served
 
-    app = create_app({"TESTING": True, "PREDICTOR": TwoPeoplePredictor(), "INSTANCE_PATH": tmp_path / "i",
-                      "REPORT_CHART_PROCESS": False})
-    buf = io.BytesIO()
-    Image.fromarray(np.full((160, 200, 3), 120, np.uint8)).save(buf, "PNG")
-    body = app.test_client().post("/api/v1/analyses", data={"file": (io.BytesIO(buf.getvalue()), "two.png")},
-                                  content_type="multipart/form-data").get_json()
+    app, body = _app_with_photo(tmp_path, TwoPeoplePredictor())
     try:
         with served(app) as base:
             page = browser.new_page(viewport={"width": 1280, "height": 900})

@@ -171,13 +171,8 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason="models/closetai-ccp15.pt not present")
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL],
-                         ids=["SIGTERM", "SIGINT", "SIGKILL"])
-def test_the_server_stops_at_a_signal_and_leaves_no_process(tmp_path, signum):
-    """docker stop, systemd and Ctrl-C: a clean shutdown within 5 s. SIGKILL (the OOM killer, kill -9)
-    cannot be handled: the chart process notices its parent is gone and exits by itself."""
+def _start_app(tmp_path: Path, ready_path: str = "/report") -> tuple[subprocess.Popen, int, Path]:
+    """A real `python app.py` on a free loopback port, answering `ready_path`: (process, port, its log)."""
     import urllib.request
 
     port = _free_port()
@@ -186,17 +181,28 @@ def test_the_server_stops_at_a_signal_and_leaves_no_process(tmp_path, signum):
            "CLOSETAI_DEVICE": "cpu", "CLOSETAI_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log.open("ab"),
                             stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(log.read_text()[-2000:])
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready_path}", timeout=30) as r:
+                assert r.status == 200
+            return proc, port, log
+        except OSError:
+            time.sleep(0.3)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason="models/closetai-ccp15.pt not present")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL],
+                         ids=["SIGTERM", "SIGINT", "SIGKILL"])
+def test_the_server_stops_at_a_signal_and_leaves_no_process(tmp_path, signum):
+    """docker stop, systemd and Ctrl-C: a clean shutdown within 5 s. SIGKILL (the OOM killer, kill -9)
+    cannot be handled: the chart process notices its parent is gone and exits by itself."""
+    proc, _port, log = _start_app(tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log.read_text()[-2000:]
-            assert time.monotonic() < deadline, log.read_text()[-2000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/report", timeout=30) as r:
-                    assert r.status == 200
-                break
-            except OSError:
-                time.sleep(0.3)
         descendants = _children(proc.pid)
         assert descendants, "the chart process should be running"  # so the test can see it go
         started = time.monotonic()
@@ -227,12 +233,7 @@ def test_the_server_log_says_what_an_operator_needs_and_no_more(tmp_path):
     import urllib.request
     from concurrent.futures import ThreadPoolExecutor
 
-    port = _free_port()
-    log = tmp_path / "server.log"
-    env = {**os.environ, "CLOSETAI_INSTANCE": str(tmp_path / "instance"), "CLOSETAI_PORT": str(port),
-           "CLOSETAI_DEVICE": "cpu", "CLOSETAI_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log.open("ab"),
-                            stderr=subprocess.STDOUT)
+    proc, port, log = _start_app(tmp_path, "/api/v1/health")
 
     def get(path: str) -> int:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=60) as r:
@@ -240,15 +241,6 @@ def test_the_server_log_says_what_an_operator_needs_and_no_more(tmp_path):
             return r.status
 
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log.read_text()[-2000:]
-            assert time.monotonic() < deadline, log.read_text()[-2000:]
-            try:
-                get("/api/v1/health")
-                break
-            except OSError:
-                time.sleep(0.3)
         with ThreadPoolExecutor(24) as pool:
             codes = list(pool.map(get, ["/api/v1/health", "/report", "/static/style.css"] * 16))
         assert set(codes) == {200}
