@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    case,
     CheckConstraint,
     Column,
     DateTime,
@@ -643,6 +644,23 @@ class Store:
         # "jeans\x1f,top\x1f": each label ends with \x1f so a comma inside a class name cannot split it.
         out["label_sets"]["labels"] = out["label_sets"]["labels"].str[:-1].str.split(_LABEL_END + ",")
         return out
+
+    def report_score_bins(self, edges, sources: list[str] | None = None, since: date | None = None,
+                          until: date | None = None, kind: str | None = None,
+                          min_score: float | None = None) -> pd.DataFrame:
+        """Per class, how many analyses have their best counted score in each bin (closetai.quantify's
+        score_edges: bin j holds edges[j-1] <= best < edges[j]; analyses without the class are not
+        listed). Columns label, bin, analyses: at most classes x bins rows."""
+        import pandas as pd
+
+        g = _counted_garments(sources, since, until, kind, min_score, dialect=self.engine.dialect.name).subquery("g")
+        best = (select(g.c.analysis_id, g.c.label, func.max(g.c.score).label("best"))
+                .group_by(g.c.analysis_id, g.c.label).subquery("best"))
+        k = len(edges) - 1
+        which = case(*[(best.c.best >= float(edges[j - 1]), j) for j in range(k, 0, -1)], else_=0).label("bin")
+        query = select(best.c.label, which, func.count().label("analyses")).group_by(best.c.label, which)
+        with self.engine.connect() as conn:
+            return pd.read_sql(query, conn)
 
     def report_version(self) -> tuple:
         """Changes whenever an analysis, detection or track is added or removed: a cache key for reports.
