@@ -4,8 +4,9 @@ The correction's rates come from the "calibration" split (closetai.data.tags; `c
 writes them beside the model). This scores on the "report-eval" split, which nothing fits on: each
 photo's tagged classes are the truth; the report's raw share of a class is the share of photos where
 the detector found it (best score >= the model's threshold, as the web app stores detections); the
-corrected share is the report's estimate (adjusted classify-and-count with its bootstrap interval), and
-probabilistic counting (PCC) is printed beside it for comparison.
+report's estimate is probabilistic counting on the stored detections' score bins with its bootstrap
+interval (closetai.quantify.pcc_from_bins), printed beside adjusted classify-and-count (ACC, what the
+report's comparisons use), probabilistic counting with every score, and EM prior adjustment.
 
   python bench/eval_report.py [--model models/closetai-ccp15.pt] [--data ../shared/data/ccp]
                               [--scores report-eval.scores.json]

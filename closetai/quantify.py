@@ -1,22 +1,21 @@
 """Estimated shares: how common each class really is, corrected for the detector's measured errors.
 
-The report's raw share of a class is q = (photos/clips where it was found) / (photos/clips). A detector
-with per-class photo-level true-positive rate tpr (found | present) and false-positive rate fpr
-(found | absent) gives E[q] = tpr * p + fpr * (1 - p), so the adjusted classify-and-count estimate
-(Forman 2008) is p = (q - fpr) / (tpr - fpr), clipped to [0, 1].
+The report's raw share of a class is q = (photos/clips where it was found) / (photos/clips). Two
+corrections, both from labelled photos the model never trained on and the evaluation never scores (the
+CCP image-level tags of the "calibration" split, closetai.data.tags):
 
-The rates come from labelled photos the model never trained on and the evaluation never scores:
-the CCP image-level tags of the "calibration" split (closetai.data.tags). `closetai calibrate-report`
-stores, beside the model file (<model>.rates.json), each calibration photo's tagged classes and the
-best detection score per class, so the rates can be read off at any report threshold, and so the
-interval can resample the calibration photos as well as the report's own photos:
+- Probabilistic counting (pcc_from_bins, what the report's estimated_share is): the photos are binned by
+  the class's best stored score, and each bin counts with P(present | bin) measured on the calibration
+  photos. Best on held-out photos (bench/eval_report.py); pulled towards the calibration prevalence when
+  the report's photos differ (em=True: EM prior adjustment, Saerens et al. 2002, undoes that).
+- Adjusted classify-and-count (estimate_shares, what comparisons use; Forman 2008): with photo-level
+  tpr = P(found | present) and fpr = P(found | absent), E[q] = tpr p + fpr (1 - p), so
+  p = (q - fpr) / (tpr - fpr). No pull to the calibration prevalence, wider intervals.
 
-  interval = percentiles of ACC over B bootstrap replicates, each drawing the report's analyses again
-  (per class a binomial draw: its marginal under the multinomial redraw) AND the calibration photos
-  again (the rates' uncertainty).
-
-Probabilistic counting (PCC: the mean calibrated presence probability) is here too, for
-bench/eval_report.py to compare; it needs each photo's scores, which the report does not read.
+`closetai calibrate-report` stores, beside the model file (<model>.rates.json), each calibration photo's
+tagged classes and best score per class, so both can be read off at any report threshold, and the
+intervals can resample the calibration photos as well as the report's own photos (bootstrap: the
+rates' uncertainty is in the interval).
 """
 
 from __future__ import annotations
