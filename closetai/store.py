@@ -653,9 +653,19 @@ class Store:
         listed). Columns label, bin, analyses: at most classes x bins rows."""
         import pandas as pd
 
-        g = _counted_garments(sources, since, until, kind, min_score, dialect=self.engine.dialect.name).subquery("g")
-        best = (select(g.c.analysis_id, g.c.label, func.max(g.c.score).label("best"))
-                .group_by(g.c.analysis_id, g.c.label).subquery("best"))
+        # Only the three columns it needs, grouped inside each part: from the covering index, without
+        # the cast dates and colours of _counted_garments' rows (~2x faster at 100k detections).
+        parts = []
+        for media, table, score in (("photo", detections, detections.c.score), ("video", tracks, tracks.c.best_score)):
+            if kind not in (None, media):
+                continue
+            q = (select(table.c.analysis_id, table.c.label, func.max(score).label("best"))
+                 .select_from(table.join(analyses, table.c.analysis_id == analyses.c.id))
+                 .where(analyses.c.kind == media, *_analysis_filters(sources, since, until)))
+            if min_score is not None:
+                q = q.where(score >= min_score)
+            parts.append(q.group_by(table.c.analysis_id, table.c.label))
+        best = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("best")
         k = len(edges) - 1
         which = case(*[(best.c.best >= float(edges[j - 1]), j) for j in range(k, 0, -1)], else_=0).label("bin")
         query = select(best.c.label, which, func.count().label("analyses")).group_by(best.c.label, which)
