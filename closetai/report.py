@@ -227,21 +227,39 @@ def count_items(items: pd.DataFrame) -> GarmentCounts:
 def build_report(items: pd.DataFrame, n_analyses: int, freq: str | None = None,
                  filters: dict[str, Any] | None = None, top_pairs: int = 10, rates: Any = None,
                  threshold: float | None = None) -> Report:
-    return report_from_counts(count_items(items), n_analyses, freq, filters, top_pairs, rates, threshold)
+    bins = None
+    if rates is not None:
+        from closetai.quantify import score_bin, score_edges
+
+        edges = score_edges(rates.threshold if threshold is None else threshold)
+        best = items.groupby(["analysis_id", "label"])["score"].max().reset_index()
+        bins = (best.assign(bin=score_bin(best["score"].to_numpy(), edges)).groupby(["label", "bin"])
+                .size().rename("analyses").reset_index())
+    return report_from_counts(count_items(items), n_analyses, freq, filters, top_pairs, rates, threshold, bins)
 
 
-def _with_estimates(popular: pd.DataFrame, sets: pd.DataFrame, n_analyses: int, rates: Any,
+def _with_estimates(popular: pd.DataFrame, score_bins: pd.DataFrame | None, n_analyses: int, rates: Any,
                     threshold: float | None) -> pd.DataFrame:
     """popular + estimated_share and estimated_share_ci ([low, high]) from closetai.quantify: the share
-    of photos/clips with each class, corrected for the detector's measured errors, with its 95 %
-    interval. None where there are no rates, or for a class the rates do not cover."""
-    from closetai.quantify import estimate_shares
+    of photos/clips with each class, corrected for the detector's measured errors (probabilistic
+    counting over the best score's bins), with its 95 % interval. None where there are no rates, or for
+    a class the rates do not cover."""
+    import numpy as np
+
+    from closetai.quantify import pcc_from_bins, score_edges
 
     popular = popular.assign(estimated_share=None, estimated_share_ci=None).astype(
         {"estimated_share": object, "estimated_share_ci": object})
-    if rates is None or n_analyses <= 0 or popular.empty:
+    if rates is None or score_bins is None or n_analyses <= 0 or popular.empty:
         return popular
-    est = estimate_shares(*_label_set_matrix(sets, n_analyses, rates.classes), rates, threshold).by_class()
+    threshold = rates.threshold if threshold is None else threshold
+    k = len(score_edges(threshold)) - 1
+    index = {c: i for i, c in enumerate(rates.classes)}
+    counts = np.zeros((len(rates.classes), k), np.int64)
+    for label, b, n in score_bins[["label", "bin", "analyses"]].itertuples(index=False):
+        if label in index and 1 <= int(b) <= k:
+            counts[index[label], int(b) - 1] += int(n)
+    est = pcc_from_bins(counts, n_analyses, rates, threshold).by_class()
     popular["estimated_share"] = [round(est[c][0], 4) if c in est else None for c in popular["label"]]
     popular["estimated_share_ci"] = [[round(est[c][1], 4), round(est[c][2], 4)] if c in est else None
                                      for c in popular["label"]]
@@ -250,9 +268,11 @@ def _with_estimates(popular: pd.DataFrame, sets: pd.DataFrame, n_analyses: int, 
 
 def report_from_counts(counts: GarmentCounts, n_analyses: int, freq: str | None = None,
                        filters: dict[str, Any] | None = None, top_pairs: int = 10, rates: Any = None,
-                       threshold: float | None = None) -> Report:
+                       threshold: float | None = None, score_bins: pd.DataFrame | None = None) -> Report:
     """rates: closetai.quantify.Rates measured for the model that made the detections (None: no
-    estimated shares); threshold: the score a counted detection needs (None: the rates' default)."""
+    estimated shares); threshold: the score a counted detection needs (None: the rates' default);
+    score_bins: Store.report_score_bins at closetai.quantify.score_edges(threshold) (label, bin,
+    analyses), which the estimates need."""
     cells, sets = counts.cells.astype({"count": "int64"}), counts.label_sets
     n_items = int(cells["count"].sum())
     span = pd.to_datetime(pd.concat([sets["first"], sets["last"]], ignore_index=True), format="ISO8601")
@@ -266,7 +286,7 @@ def report_from_counts(counts: GarmentCounts, n_analyses: int, freq: str | None 
     popular = pd.concat([cells.groupby("label")["count"].sum(), with_class], axis=1).reset_index()
     popular["share_of_analyses"] = (popular["analyses_with"] / max(n_analyses, 1)).round(4)
     popular = popular.sort_values(["count", "label"], ascending=[False, True], ignore_index=True)
-    popular = _with_estimates(popular, sets, n_analyses, rates, threshold)
+    popular = _with_estimates(popular, score_bins, n_analyses, rates, threshold)
 
     # Periods per distinct day (~90), not per cell (~17k).
     days = pd.Series(cells["day"].unique())
@@ -477,7 +497,7 @@ def chart_pairs(report: Report, fmt: str = "svg") -> bytes:
 # The popular chart's caption when the report has estimated shares (one sentence on the correction).
 ESTIMATE_CAPTION = ("Right: the share of photos/clips in which the detector found each class (bar) and the "
                     "estimated true share (dot, 95 % interval), corrected for how often the detector misses "
-                    "or falsely finds the class on labelled calibration photos.")
+                    "or falsely finds the class at each confidence on labelled calibration photos.")
 CHARTS = {
     "popular": (chart_popular, "Most popular items",
                 "Garments per class: each photo detection above the confidence threshold once, each video track once."),
@@ -584,8 +604,13 @@ def load_report(store: Any, filters: ReportFilters | None = None, rates: Any = N
     n_analyses = store.report_count_analyses(**args)
     # Stored detections already passed the model's threshold: a lower filter counts the same ones.
     threshold = None if rates is None else max(rates.threshold, filters.min_score or 0.0)
+    bins = None
+    if rates is not None:
+        from closetai.quantify import score_edges
+
+        bins = store.report_score_bins(score_edges(threshold), **args, min_score=filters.min_score)
     report = report_from_counts(counts, n_analyses, freq=PERIODS.get(filters.period or ""),
-                                filters=filters.describe(), rates=rates, threshold=threshold)
+                                filters=filters.describe(), rates=rates, threshold=threshold, score_bins=bins)
     if filters.compare:
         if rates is None:
             raise BadFilter("compare needs the model's measured correction rates "
@@ -611,6 +636,8 @@ def _label_set_matrix(sets: pd.DataFrame, n_analyses: int, classes: tuple[str, .
 def _comparison(store: Any, filters: ReportFilters, rates: Any, threshold: float) -> pd.DataFrame:
     """Estimated shares of the two compared groups, their difference with its 95 % interval and which
     differences stay significant after Holm's correction over the classes found in either group."""
+    import numpy as np
+
     from closetai.quantify import compare_shares
 
     groups = []
@@ -630,15 +657,21 @@ def _comparison(store: Any, filters: ReportFilters, rates: Any, threshold: float
     for i, c in enumerate(rates.classes):
         if c not in seen:
             continue
-        rows.append({"label": c, "group_a": filters.compare[0], "share_a": round(float(cmp_.a.share[i]), 4),
-                     "share_a_ci": [round(float(cmp_.a.low[i]), 4), round(float(cmp_.a.high[i]), 4)],
-                     "analyses_a": n_a, "group_b": filters.compare[1],
-                     "share_b": round(float(cmp_.b.share[i]), 4),
-                     "share_b_ci": [round(float(cmp_.b.low[i]), 4), round(float(cmp_.b.high[i]), 4)],
-                     "analyses_b": n_b, "difference": round(float(cmp_.difference[i]), 4),
-                     "difference_ci": [round(float(cmp_.low[i]), 4), round(float(cmp_.high[i]), 4)],
-                     "p_adjusted": round(float(cmp_.p_adjusted[i]), 4), "significant": bool(cmp_.significant[i])})
+        def num(v):  # None: a class the detector cannot tell apart has no estimate
+            return round(float(v), 4) if np.isfinite(v) else None
+
+        def ci(lo, hi):
+            return [num(lo), num(hi)] if np.isfinite(lo) else None
+
+        rows.append({"label": c, "group_a": filters.compare[0], "share_a": num(cmp_.a.share[i]),
+                     "share_a_ci": ci(cmp_.a.low[i], cmp_.a.high[i]), "analyses_a": n_a,
+                     "group_b": filters.compare[1], "share_b": num(cmp_.b.share[i]),
+                     "share_b_ci": ci(cmp_.b.low[i], cmp_.b.high[i]), "analyses_b": n_b,
+                     "difference": num(cmp_.difference[i]), "difference_ci": ci(cmp_.low[i], cmp_.high[i]),
+                     "p_adjusted": num(cmp_.p_adjusted[i]), "significant": bool(cmp_.significant[i])})
     columns = ["label", "group_a", "share_a", "share_a_ci", "analyses_a", "group_b", "share_b", "share_b_ci",
                "analyses_b", "difference", "difference_ci", "p_adjusted", "significant"]
-    return pd.DataFrame(rows, columns=columns).sort_values(["difference", "label"], ascending=[False, True],
-                                                           ignore_index=True)
+    out = pd.DataFrame(rows, columns=columns).astype({c: object for c in ("share_a", "share_b", "difference",
+                                                                          "p_adjusted")})
+    order = out["difference"].map(lambda v: -v if v is not None else np.inf)
+    return out.iloc[order.argsort(kind="stable")].reset_index(drop=True)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import (
+    case,
     CheckConstraint,
     Column,
     DateTime,
@@ -690,6 +691,33 @@ class Store:
             if out[key] is not None:
                 out[key]["labels"] = out[key]["labels"].str[:-1].str.split(_LABEL_END + ",")
         return out
+
+    def report_score_bins(self, edges, sources: list[str] | None = None, since: date | None = None,
+                          until: date | None = None, kind: str | None = None,
+                          min_score: float | None = None) -> pd.DataFrame:
+        """Per class, how many analyses have their best counted score in each bin (closetai.quantify's
+        score_edges: bin j holds edges[j-1] <= best < edges[j]; analyses without the class are not
+        listed). Columns label, bin, analyses: at most classes x bins rows."""
+        import pandas as pd
+
+        # Only the three columns it needs, grouped inside each part: from the covering index, without
+        # the cast dates and colours of _counted_garments' rows (~2x faster at 100k detections).
+        parts = []
+        for media, table, score in (("photo", detections, detections.c.score), ("video", tracks, tracks.c.best_score)):
+            if kind not in (None, media):
+                continue
+            q = (select(table.c.analysis_id, table.c.label, func.max(score).label("best"))
+                 .select_from(table.join(analyses, table.c.analysis_id == analyses.c.id))
+                 .where(analyses.c.kind == media, *_analysis_filters(sources, since, until)))
+            if min_score is not None:
+                q = q.where(score >= min_score)
+            parts.append(q.group_by(table.c.analysis_id, table.c.label))
+        best = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("best")
+        k = len(edges) - 1
+        which = case(*[(best.c.best >= float(edges[j - 1]), j) for j in range(k, 0, -1)], else_=0).label("bin")
+        query = select(best.c.label, which, func.count().label("analyses")).group_by(best.c.label, which)
+        with self.engine.connect() as conn:
+            return pd.read_sql(query, conn)
 
     def report_version(self) -> tuple:
         """Changes whenever an analysis, detection or track is added or removed: a cache key for reports.

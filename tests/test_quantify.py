@@ -28,7 +28,7 @@ from closetai.quantify import (
 from closetai.store import NewAnalysis, NewDetection
 
 CLASSES = ("top", "skirt", "scarf", "dress")
-TPR = np.array([0.70, 0.45, 0.15, 0.90])  # a detector that misses skirts and nearly all scarves
+TPR = np.array([0.70, 0.45, 0.30, 0.90])  # a detector that misses skirts and most scarves
 FPR = np.array([0.05, 0.02, 0.01, 0.12])  # and sees dresses that are not there
 
 
@@ -67,6 +67,18 @@ def test_confusion_rates_and_the_adjustment_by_hand():
     assert tpr_b[:, 0].tolist() == [1.0, 0.0]
 
 
+def test_a_class_the_detector_cannot_tell_apart_gets_no_estimate():
+    """tpr 0.03 vs fpr 0.01 (CCP's sweaters: found in 1 of 31 photos with one): no estimate, not the raw
+    share dressed up as one; the other classes keep theirs."""
+    rng = np.random.default_rng(4)
+    truth = rng.random((300, 2)) < 0.3
+    found = np.where(truth, rng.random(truth.shape) < [0.03, 0.8], rng.random(truth.shape) < 0.01)
+    rates = Rates(("sweater", "top"), truth, found.astype(np.float32), threshold=0.5)
+    est = estimate_shares(*grouped(found), rates)
+    assert np.isnan(est.share[0]) and np.isnan(est.low[0]) and np.isfinite(est.share[1])
+    assert set(est.by_class()) == {"top"}
+
+
 def test_corrected_share_is_closer_to_the_truth_than_the_raw_share():
     rng = np.random.default_rng(1)
     rates = calibration(rng)
@@ -81,9 +93,14 @@ def test_corrected_share_is_closer_to_the_truth_than_the_raw_share():
     for c in (0, 1, 3):  # the classes the detector gets wrong by a lot; scarf is found too rarely to fix well
         assert acc_error[c] < raw_error[c], CLASSES[c]
     assert np.all(est.low <= est.share) and np.all(est.share <= est.high)
-    # probabilistic counting (calibrated per-photo probabilities) also beats the raw share
+    # probabilistic counting (calibrated per-photo probabilities) also beats the raw share, with every
+    # score or (what the report has) only the scores of stored detections, >= 0.5
     pcc = probabilistic_count(rates.scores, rates.truth, scores)
     assert np.abs(pcc - actual).mean() < raw_error.mean()
+    from closetai.quantify import bins_of_scores, pcc_from_bins
+
+    stored = pcc_from_bins(bins_of_scores(scores, 0.5), len(scores), rates)
+    assert np.abs(stored.share - actual).mean() < raw_error.mean() / 2
 
 
 def test_interval_covers_the_truth_about_95_percent_of_the_time():
@@ -109,6 +126,38 @@ def test_interval_covers_the_truth_about_95_percent_of_the_time():
         total += len(CLASSES)
     assert inside / total >= 0.88
     assert inside / total > inside_fixed_rates / total
+
+
+def test_probabilistic_count_interval_covers_the_truth():
+    """The report's estimator (closetai.quantify.pcc_from_bins) over 60 draws where the report's photos
+    are like the calibration photos: coverage >= 0.85 (0.90 measured)."""
+    from closetai.quantify import bins_of_scores, pcc_from_bins
+
+    inside = total = 0
+    for seed in range(60):
+        rng = np.random.default_rng(300 + seed)
+        rates = calibration(rng)
+        truth, _, scores = photos(rng, 400, np.array([0.5, 0.25, 0.1, 0.25]))  # calibration()'s prevalence
+        est = pcc_from_bins(bins_of_scores(scores, 0.5), len(scores), rates, n_boot=300, seed=seed)
+        actual = truth.mean(axis=0)
+        inside += int(((est.low <= actual) & (actual <= est.high)).sum())
+        total += len(CLASSES)
+    assert inside / total >= 0.85
+
+
+def test_probabilistic_count_is_pulled_to_the_calibration_prevalence_and_em_undoes_it():
+    """The limit README states: tops at 80 % where calibration had 50 %. Plain probabilistic counting
+    lands between the two; EM prior adjustment gets close."""
+    from closetai.quantify import bins_of_scores, pcc_from_bins
+
+    rng = np.random.default_rng(11)
+    rates = calibration(rng, 400)
+    truth, found, scores = photos(rng, 3000, np.array([0.8, 0.25, 0.1, 0.25]))
+    plain = pcc_from_bins(bins_of_scores(scores, 0.5), len(scores), rates)
+    em = pcc_from_bins(bins_of_scores(scores, 0.5), len(scores), rates, em=True)
+    actual = truth[:, 0].mean()
+    assert plain.share[0] < actual - 0.04  # pulled down towards 0.5
+    assert abs(em.share[0] - actual) < abs(plain.share[0] - actual) / 2
 
 
 def test_rates_file_round_trip_and_stale_detection(tmp_path, caplog):
@@ -161,29 +210,35 @@ def seeded_app(tmp_path, model_bytes: bytes | None = None):
                       "REPORT_CHART_PROCESS": False})
     store = app.extensions["closetai.store"]
     rng = np.random.default_rng(8)
-    _, found, _ = photos(rng, 300, np.array([0.56, 0.23, 0.09, 0.22]))
+    truth, found, _ = photos(rng, 300, np.array([0.56, 0.23, 0.09, 0.22]))
     for i, row in enumerate(found):
         store.add_analysis(NewAnalysis(kind="photo", filename=f"p{i}.jpg", sha256=f"{i:064x}", width=10, height=10,
                                        captured_at=datetime(2026, 11, 1 + i % 20), files={"photo": b"x"}),
                            [NewDetection(label=c, score=0.9, box=(0, 0, 5, 5)) for c, f in zip(CLASSES, row,
                                                                                                   strict=True) if f])
-    return app, rates, found
+    return app, rates, found, truth
 
 
 def test_report_json_csv_and_page_carry_estimated_shares(tmp_path):
-    app, rates, found = seeded_app(tmp_path)
+    from closetai.quantify import bins_of_scores, pcc_from_bins
+
+    app, rates, found, truth = seeded_app(tmp_path)
     client = app.test_client()
     body = client.get("/report.json").get_json()
     popular = {p["label"]: p for p in body["popular"]}
-    tpr, fpr = rates.tpr_fpr()
+    # the stored detections score 0.9: the report's estimate is probabilistic counting on those bins
+    expected = pcc_from_bins(bins_of_scores(found * 0.9, 0.5), len(found), rates)
     for c, name in enumerate(CLASSES):
         entry = popular[name]
         assert set(entry) >= {"count", "analyses_with", "share_of_analyses", "estimated_share", "estimated_share_ci"}
         raw = found[:, c].mean()
         assert entry["share_of_analyses"] == pytest.approx(raw, abs=1e-4)
-        assert entry["estimated_share"] == pytest.approx(float(adjusted_count(raw, tpr[c], fpr[c])), abs=1e-4)
+        assert entry["estimated_share"] == pytest.approx(float(expected.share[c]), abs=1e-4)
         low, high = entry["estimated_share_ci"]
         assert 0 <= low <= entry["estimated_share"] <= high <= 1 and high - low > 0.01
+    actual = truth.mean(axis=0)
+    estimated = np.array([popular[c]["estimated_share"] for c in CLASSES])
+    assert np.abs(estimated - actual).mean() < np.abs(found.mean(axis=0) - actual).mean() / 2
     # the correction moves the misses up and the false dresses down
     assert popular["skirt"]["estimated_share"] > popular["skirt"]["share_of_analyses"]
     assert popular["dress"]["estimated_share"] < popular["dress"]["share_of_analyses"]
@@ -202,7 +257,7 @@ def test_report_json_csv_and_page_carry_estimated_shares(tmp_path):
 
 def test_stale_rates_leave_the_report_without_estimates(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="closetai.quantify"):
-        app, _, _ = seeded_app(tmp_path, model_bytes=b"retrained weights")
+        app, _, _, _ = seeded_app(tmp_path, model_bytes=b"retrained weights")
         body = app.test_client().get("/report.json").get_json()
     assert all(p["estimated_share"] is None and p["estimated_share_ci"] is None for p in body["popular"])
     assert "measured on another model file" in caplog.text
@@ -290,7 +345,7 @@ def test_comparison_without_rates_is_a_clear_400(tmp_path):
 def test_cli_report_writes_the_estimates_with_the_models_rates(tmp_path):
     from closetai.cli import main
 
-    app, _, _ = seeded_app(tmp_path)
+    app, _, _, _ = seeded_app(tmp_path)
     out = tmp_path / "report"
     assert main(["report", "--instance", app.instance_path, "--out", str(out),
                  "--model", str(tmp_path / "closetai-test.pt")]) == 0
