@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import CHROMIUM
+from tests.helpers import CHROMIUM, SHIPPED_MODEL
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +17,13 @@ def browser():
                                args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def shipped_predictor():
+    """The shipped model, loaded once for every test module that wants it (on the CPU)."""
+    if not SHIPPED_MODEL.is_file():
+        pytest.skip("models/closetai-ccp15.pt not present")
+    from closetai.predict import Predictor
+
+    return Predictor(device="cpu")

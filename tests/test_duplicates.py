@@ -18,16 +18,9 @@ from tests.test_video import RedPredictor, panned_frames, write_clip
 from tests.test_web import jpeg_of_person, upload
 
 
-@pytest.fixture(scope="module")
-def predictor():
-    from closetai.predict import Predictor
-
-    return Predictor(device="cpu")
-
-
 @pytest.fixture
-def app(tmp_path, predictor):
-    return create_app({"TESTING": True, "PREDICTOR": predictor, "INSTANCE_PATH": tmp_path / "instance"})
+def app(tmp_path, shipped_predictor):
+    return create_app({"TESTING": True, "PREDICTOR": shipped_predictor, "INSTANCE_PATH": tmp_path / "instance"})
 
 
 def test_photo_uploaded_twice_is_refused_with_a_link_and_stored_again_on_request(app):

@@ -18,16 +18,9 @@ PHOTO = CCP / "photos" / "0005.jpg"
 pytestmark = [needs_model, pytest.mark.skipif(not PHOTO.is_file(), reason="needs ../shared/data/ccp/photos")]
 
 
-@pytest.fixture(scope="module")
-def predictor():
-    from closetai.predict import Predictor
-
-    return Predictor(device="cpu")
-
-
 @pytest.fixture
-def app(tmp_path, predictor):
-    return create_app({"TESTING": True, "PREDICTOR": predictor, "INSTANCE_PATH": tmp_path / "instance"})
+def app(tmp_path, shipped_predictor):
+    return create_app({"TESTING": True, "PREDICTOR": shipped_predictor, "INSTANCE_PATH": tmp_path / "instance"})
 
 
 @pytest.fixture
