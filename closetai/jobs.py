@@ -85,7 +85,7 @@ class VideoSettings:
     fps: float = DEFAULT_ANALYSIS_FPS
     min_size: int | None = DEFAULT_VIDEO_MIN_SIZE  # inference short side for video frames; None: the model's
     batch_size: int | None = None  # None: closetai.videoanalysis.default_batch_size (1 on CPU, 8 on GPU)
-    annotate_all_frames: bool = False
+    annotate_all_frames: bool = True  # every frame at the clip's rate; False: the analysed frames only
     limits: VideoLimits = field(default_factory=VideoLimits)
     shot_cuts: bool = True  # tracks end at shot cuts (closetai.track.ShotCuts)
     reid: bool = True  # after a cut, a garment that looks like one of an earlier shot continues its track
@@ -94,7 +94,8 @@ class VideoSettings:
     def from_config(cls, cfg: Mapping[str, Any]) -> VideoSettings:
         """From the web app's config or closetai.settings.load(): the same VIDEO_* keys everywhere."""
         return cls(fps=float(cfg["VIDEO_FPS"]), min_size=int(cfg["VIDEO_MIN_SIZE"]) or None,
-                   batch_size=cfg.get("VIDEO_BATCH_SIZE"), annotate_all_frames=bool(cfg.get("VIDEO_ANNOTATE_ALL_FRAMES")),
+                   batch_size=cfg.get("VIDEO_BATCH_SIZE"),
+                   annotate_all_frames=bool(cfg["VIDEO_ANNOTATE_ALL_FRAMES"]),
                    shot_cuts=bool(cfg["VIDEO_SHOT_CUTS"]), reid=bool(cfg["VIDEO_REID"]),
                    limits=VideoLimits(max_duration_s=float(cfg["VIDEO_MAX_DURATION_S"]),
                                       max_pixels=int(cfg["VIDEO_MAX_PIXELS"])))
