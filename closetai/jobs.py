@@ -93,7 +93,7 @@ class VideoSettings:
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> VideoSettings:
         """From the web app's config or closetai.settings.load(): the same VIDEO_* keys everywhere."""
-        return cls(fps=float(cfg["VIDEO_FPS"]), min_size=int(cfg["VIDEO_MIN_SIZE"]) or None,
+        return cls(fps=float(cfg["VIDEO_FPS"]), min_size=int(cfg["VIDEO_MIN_SIZE"] or 0) or None,
                    batch_size=cfg.get("VIDEO_BATCH_SIZE"),
                    annotate_all_frames=bool(cfg["VIDEO_ANNOTATE_ALL_FRAMES"]),
                    shot_cuts=bool(cfg["VIDEO_SHOT_CUTS"]), reid=bool(cfg["VIDEO_REID"]),
