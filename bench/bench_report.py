@@ -115,6 +115,9 @@ def main() -> None:
     ap.add_argument("--detections", type=int, default=100_000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--keep", help="instance folder to keep (default: a temporary one)")
+    ap.add_argument("--rates", default=str(Path(__file__).resolve().parents[1] / "models" / "closetai-ccp15.pt"),
+                    help="model whose <model>.rates.json the report's estimated shares use (issue 17.1); "
+                         "'none': without them")
     a = ap.parse_args()
     inst = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="bench-report-"))
     store = Store(default_sqlite_url(inst), inst / "media")
@@ -124,8 +127,14 @@ def main() -> None:
     print(f"seeded {sizes} in {time.perf_counter() - t0:.1f} s -> {inst}")
     store.dispose()
 
-    app = create_app({"TESTING": True, "PREDICTOR": NoModel(), "INSTANCE_PATH": inst})
+    app = create_app({"TESTING": True, "PREDICTOR": NoModel(), "INSTANCE_PATH": inst,
+                      "REPORT_RATES": None if a.rates == "none" else a.rates})
     client = app.test_client()
+    from closetai.web.report import report_rates
+
+    with app.app_context():
+        rates = report_rates()
+    print("estimated shares: " + (f"on ({len(rates.truth)} calibration photos, {a.rates})" if rates else "off"))
     from closetai.web.report import chart_process
 
     chart_process()._ready.result(timeout=60)  # the chart process a real server starts with it is up

@@ -21,6 +21,7 @@ from closetai.annotate import annotate
 from closetai.colour import dominant_colour
 from closetai.detections import Detections
 from closetai.imageio import DEFAULT_MAX_PIXELS, load_rgb
+from closetai.people import assign_garments, people_json
 from closetai.store import NewAnalysis, NewDetection, Store
 
 THUMB_SIDE = 320
@@ -135,6 +136,10 @@ def analyse_photo(data: bytes, filename: str | None, *, predictor, store: Store,
     with lock or nullcontext():
         dets = predictor(rgb, min_score=min_score)
     described = describe(rgb, dets)
+    assignment = assign_garments(dets, dets.people)
+    for d, person in zip(described, assignment, strict=True):
+        d.person = int(person) if person >= 0 else None
+    people = [{k: v for k, v in p.items() if k != "garments"} for p in people_json(dets, assignment)]
     meta = getattr(predictor, "info", {})
     new = NewAnalysis(
         kind="photo", filename=name, sha256=hashlib.sha256(data).hexdigest(),
@@ -142,7 +147,7 @@ def analyse_photo(data: bytes, filename: str | None, *, predictor, store: Store,
         captured_at=parse_exif_datetime(info.get("exif_datetime")), source=clean_text(source),
         model_name=meta.get("name", ""), taxonomy=meta.get("taxonomy", ""),
         min_score=float(predictor.min_score if min_score is None else min_score),
-        embedding_model=meta.get("embedding", ""),
+        embedding_model=meta.get("embedding", ""), people=people or None,
         files={"photo": jpeg_bytes(rgb, quality=90), "thumb": jpeg_bytes(rgb, quality=80, max_side=THUMB_SIDE)},
     )
     return store.add_analysis(new, described, finish_job=finish_job)

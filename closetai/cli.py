@@ -607,7 +607,10 @@ def _cmd_report(a: argparse.Namespace) -> int:
     if out.exists() and not (out.is_dir() and (out / "report.json").is_file()):
         # Replacing a folder means deleting it: only ever one this command wrote before.
         raise ClosetAIError(f"{out} exists and is not an earlier report folder; choose a new --out")
-    report = load_report(_open_store(a), filters)
+    from closetai.predict import default_model_path
+    from closetai.quantify import load_rates
+
+    report = load_report(_open_store(a), filters, load_rates(Path(a.model) if a.model else default_model_path()))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -648,6 +651,39 @@ def _cmd_reindex(a: argparse.Namespace) -> int:
     counts = reindex(store, predictor, everything=a.all, progress=progress)
     print(f"reindex: {counts['garments']} garments embedded in {counts['analyses']} analyses "
           f"({predictor.embedding_model}); {counts['skipped']} skipped (media file missing)")
+    return 0
+
+
+def _cmd_calibrate_report(a: argparse.Namespace) -> int:
+    """Measure the trend report's correction rates (closetai.quantify) on the tagged calibration photos."""
+    from tqdm import tqdm
+
+    from closetai.data.tags import photos_in_split, read_image_tags
+    from closetai.predict import Predictor, default_model_path
+    from closetai.quantify import measure_rates, rates_path
+
+    if a.split != "calibration" and not a.out:
+        raise ClosetAIError("only the calibration split is written beside the model; give --out for another split")
+    root = Path(a.data)
+    tags = read_image_tags(a.tags or root / "image-level-tags.json")
+    ids = photos_in_split(tags, a.split)[: a.limit]
+    photos = [(pid, root / "photos" / f"{pid}.jpg", tags[pid]) for pid in ids]
+    missing = [str(p) for _, p, _ in photos if not p.is_file()]
+    if missing:
+        raise ClosetAIError(f"{len(missing)} tagged photos are missing, e.g. {missing[0]}")
+    if not photos:
+        raise ClosetAIError(f"no tagged photos in the {a.split} split")
+    model = Path(a.model) if a.model else default_model_path()
+    predictor = Predictor(model, device=a.device, threads=a.threads, min_score=0.05, embed=False)
+    rates = measure_rates(predictor, photos, progress=lambda xs: tqdm(xs, desc=f"calibrate ({a.split})",
+                                                                      unit="photo", disable=a.quiet))
+    rates.info.update(split=a.split, tags=str(Path(a.tags or root / "image-level-tags.json").name))
+    out = Path(a.out) if a.out else rates_path(model)
+    rates.save(out)
+    tpr, fpr = rates.tpr_fpr()
+    print(f"rates of {len(photos)} {a.split} photos at score {rates.threshold} -> {out}")
+    for c, t, f, k in zip(rates.classes, tpr, fpr, rates.truth.sum(axis=0), strict=True):
+        print(f"  {c:<12} present in {int(k):>3}  tpr {t:.3f}  fpr {f:.3f}")
     return 0
 
 
@@ -840,8 +876,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--kind", choices=["photo", "video"])
     s.add_argument("--min-score", help="minimum confidence 0-1")
     s.add_argument("--period", choices=["day", "week", "month"], help="time buckets (default: from the date span)")
+    s.add_argument("--model", help="model whose <model>.rates.json corrects the shares (default $CLOSETAI_MODEL "
+                   "or models/closetai-ccp15.pt)")
     _add_store_options(s)
     s.set_defaults(func=_cmd_report)
+
+    s = sub.add_parser("calibrate-report", help="measure the trend report's correction rates on tagged "
+                       "calibration photos -> <model>.rates.json")
+    s.add_argument("model", nargs="?", help="model file (default $CLOSETAI_MODEL or models/closetai-ccp15.pt)")
+    s.add_argument("data", help="CCP folder with photos/ and image-level-tags.json")
+    s.add_argument("--tags", help="image-level tags file (default: DATA/image-level-tags.json)")
+    s.add_argument("--split", choices=["calibration", "report-eval"], default="calibration",
+                   help="report-eval: only for bench/eval_report.py, with --out")
+    s.add_argument("--out", help="where to write (default: beside the model)")
+    s.add_argument("--limit", type=int, help="first N photos only")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=_cmd_calibrate_report)
 
     s = sub.add_parser("reindex", help="(re)compute the similar-items embedding of every stored garment")
     s.add_argument("--all", action="store_true", help="re-embed every garment, not only those without a current vector")

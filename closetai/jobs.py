@@ -347,8 +347,10 @@ def _as_uploaded(message: str, upload: Path, filename: str) -> str:
     return message.replace(upload.name, filename)
 
 
-def create_video_job(store: Store, upload: Path, filename: str, source: str, settings: VideoSettings) -> int:
-    """Probe the saved upload (bad input -> its VideoError now, upload deleted) and queue a job for it."""
+def create_video_job(store: Store, upload: Path, filename: str, source: str, settings: VideoSettings,
+                     sha256: str | None = None) -> int:
+    """Probe the saved upload (bad input -> its VideoError now, upload deleted) and queue a job for it.
+    sha256: the upload's content hash, when the caller has it already."""
     try:
         try:
             info = probe_video(upload, settings.limits)
@@ -356,7 +358,7 @@ def create_video_job(store: Store, upload: Path, filename: str, source: str, set
             exc.args = (_as_uploaded(str(exc), upload, filename),)
             raise
         params = {"upload": upload.relative_to(store.media_root).as_posix(), "filename": filename,
-                  "source": clean_text(source), "sha256": sha256_file(upload), "fps": settings.fps,
+                  "source": clean_text(source), "sha256": sha256 or sha256_file(upload), "fps": settings.fps,
                   "analyse_total": info.sampled_count(settings.fps)}
         return store.create_job("video", total=params["analyse_total"], params=params)
     except BaseException:

@@ -59,11 +59,14 @@ class ReportFilters:
     kind: str | None = None  # 'photo' | 'video' | None (both)
     min_score: float | None = None
     period: str | None = None  # 'day' | 'week' | 'month' | None (chosen from the date span)
+    # Two groups compared side by side (issue 17.3): each "source:NAME" or "YYYY-MM-DD..YYYY-MM-DD"
+    # (a period); the other filters apply to both. () : no comparison.
+    compare: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, sources: Iterable[str] = (), since: str | None = None, until: str | None = None,
               kind: str | None = None, min_score: str | float | None = None,
-              period: str | None = None) -> ReportFilters:
+              period: str | None = None, compare: Iterable[str] = ()) -> ReportFilters:
         """Strings as typed (empty = no filter) -> filters; BadFilter with a message a user can act on."""
         clean_sources = tuple(dict.fromkeys(s.strip() for s in sources if s and s.strip()))
         since_d, until_d = _parse_day(since, "since"), _parse_day(until, "until")
@@ -87,7 +90,20 @@ class ReportFilters:
             period = None
         if period is not None and period not in PERIODS:
             raise BadFilter(f"unknown period {period[:20]!r}: use day, week or month")
-        return cls(clean_sources, since_d, until_d, kind, score, period)
+        groups = tuple(g.strip() for g in compare if g and g.strip())
+        if groups:
+            if len(groups) != 2:
+                raise BadFilter(f"compare needs exactly two groups (compare=...&compare=...), got {len(groups)}")
+            for g in groups:
+                _compare_group(g)  # raises BadFilter
+        return cls(clean_sources, since_d, until_d, kind, score, period, groups)
+
+    def group(self, which: int) -> ReportFilters:
+        """The filters of one compared group: its source or its period replaces the report's."""
+        sources, since, until = _compare_group(self.compare[which])
+        if sources:
+            return ReportFilters(sources, self.since, self.until, self.kind, self.min_score, self.period)
+        return ReportFilters(self.sources, since, until, self.kind, self.min_score, self.period)
 
     def store_args(self) -> dict[str, Any]:
         """Keyword arguments for Store.report_items / report_counts / report_count_analyses."""
@@ -101,13 +117,30 @@ class ReportFilters:
                            ("min_score", self.min_score), ("period", self.period)):
             if value is not None:
                 pairs.append((key, str(value)))
+        pairs += [("compare", g) for g in self.compare]
         return pairs
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly, recorded in the report and its exports."""
         return {"sources": list(self.sources), "since": self.since and self.since.isoformat(),
                 "until": self.until and self.until.isoformat(), "kind": self.kind,
-                "min_score": self.min_score, "period": self.period}
+                "min_score": self.min_score, "period": self.period, "compare": list(self.compare)}
+
+
+def _compare_group(text: str) -> tuple[tuple[str, ...], date | None, date | None]:
+    """"source:NAME" -> ((NAME,), None, None); "2026-10-01..2026-10-31" -> ((), since, until)."""
+    if text.lower().startswith("source:"):
+        name = text[7:].strip()
+        if not name:
+            raise BadFilter("compare=source: needs a source name, e.g. compare=source:Milan street")
+        return (name,), None, None
+    if ".." in text:
+        first, _, last = text.partition("..")
+        since, until = _parse_day(first, "compare"), _parse_day(last, "compare")
+        if since and until and since > until:
+            raise BadFilter(f"compare: period {text[:40]!r} is empty (its start is after its end)")
+        return (), since, until
+    raise BadFilter(f"compare: {text[:40]!r} is neither source:NAME nor a period YYYY-MM-DD..YYYY-MM-DD")
 
 
 def _parse_day(value: str | None, name: str) -> date | None:
@@ -130,6 +163,9 @@ class Report:
     top_colours: pd.DataFrame  # colour_name, hex, count, share
     pairs: pd.DataFrame  # label_a, label_b, analyses
     filters: dict[str, Any] = field(default_factory=dict)
+    # Two groups side by side (ReportFilters.compare): label, group_a/b (share, ci, analyses), difference,
+    # difference_ci, p_adjusted (Holm), significant. None: no comparison asked for (or no rates).
+    comparison: pd.DataFrame | None = None
 
     @property
     def empty(self) -> bool:
@@ -186,12 +222,34 @@ def count_items(items: pd.DataFrame) -> GarmentCounts:
 
 
 def build_report(items: pd.DataFrame, n_analyses: int, freq: str | None = None,
-                 filters: dict[str, Any] | None = None, top_pairs: int = 10) -> Report:
-    return report_from_counts(count_items(items), n_analyses, freq, filters, top_pairs)
+                 filters: dict[str, Any] | None = None, top_pairs: int = 10, rates: Any = None,
+                 threshold: float | None = None) -> Report:
+    return report_from_counts(count_items(items), n_analyses, freq, filters, top_pairs, rates, threshold)
+
+
+def _with_estimates(popular: pd.DataFrame, sets: pd.DataFrame, n_analyses: int, rates: Any,
+                    threshold: float | None) -> pd.DataFrame:
+    """popular + estimated_share and estimated_share_ci ([low, high]) from closetai.quantify: the share
+    of photos/clips with each class, corrected for the detector's measured errors, with its 95 %
+    interval. None where there are no rates, or for a class the rates do not cover."""
+    from closetai.quantify import estimate_shares
+
+    popular = popular.assign(estimated_share=None, estimated_share_ci=None).astype(
+        {"estimated_share": object, "estimated_share_ci": object})
+    if rates is None or n_analyses <= 0 or popular.empty:
+        return popular
+    est = estimate_shares(*_label_set_matrix(sets, n_analyses, rates.classes), rates, threshold).by_class()
+    popular["estimated_share"] = [round(est[c][0], 4) if c in est else None for c in popular["label"]]
+    popular["estimated_share_ci"] = [[round(est[c][1], 4), round(est[c][2], 4)] if c in est else None
+                                     for c in popular["label"]]
+    return popular
 
 
 def report_from_counts(counts: GarmentCounts, n_analyses: int, freq: str | None = None,
-                       filters: dict[str, Any] | None = None, top_pairs: int = 10) -> Report:
+                       filters: dict[str, Any] | None = None, top_pairs: int = 10, rates: Any = None,
+                       threshold: float | None = None) -> Report:
+    """rates: closetai.quantify.Rates measured for the model that made the detections (None: no
+    estimated shares); threshold: the score a counted detection needs (None: the rates' default)."""
     cells, sets = counts.cells.astype({"count": "int64"}), counts.label_sets
     n_items = int(cells["count"].sum())
     span = pd.to_datetime(pd.concat([sets["first"], sets["last"]], ignore_index=True), format="ISO8601")
@@ -205,6 +263,7 @@ def report_from_counts(counts: GarmentCounts, n_analyses: int, freq: str | None 
     popular = pd.concat([cells.groupby("label")["count"].sum(), with_class], axis=1).reset_index()
     popular["share_of_analyses"] = (popular["analyses_with"] / max(n_analyses, 1)).round(4)
     popular = popular.sort_values(["count", "label"], ascending=[False, True], ignore_index=True)
+    popular = _with_estimates(popular, sets, n_analyses, rates, threshold)
 
     # Periods per distinct day (~90), not per cell (~17k).
     days = pd.Series(cells["day"].unique())
@@ -234,8 +293,11 @@ def report_tables(report: Report) -> dict[str, pd.DataFrame]:
     colours = (report.colours.stack().rename("count").reset_index() if not report.colours.empty
                else pd.DataFrame(columns=["label", "colour_name", "count"]))
     colours = colours[colours["count"] > 0].reset_index(drop=True)
-    return {"popular": report.popular, "over_time": report.over_time, "colours": colours,
-            "top_colours": report.top_colours, "pairs": report.pairs}
+    tables = {"popular": report.popular, "over_time": report.over_time, "colours": colours,
+              "top_colours": report.top_colours, "pairs": report.pairs}
+    if report.comparison is not None:
+        tables["comparison"] = report.comparison
+    return tables
 
 
 def to_csv(report: Report) -> str:
@@ -244,7 +306,10 @@ def to_csv(report: Report) -> str:
     for name, table in report_tables(report).items():
         # Nullable ints: the concat pads other tables' columns with NaN, which turned counts into "8.0".
         ints = {c: "Int64" for c in table.select_dtypes("integer").columns}
-        frames.append(table.astype(ints).assign(table=name))
+        table = table.astype(ints)
+        for col in [c for c in table.columns if c.endswith("_ci")]:  # [low, high] as the JSON writes it
+            table = table.assign(**{col: [None if v is None else f"[{v[0]}, {v[1]}]" for v in table[col]]})
+        frames.append(table.assign(table=name))
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     cols = ["table"] + [c for c in out.columns if c != "table"]
     return out[cols].to_csv(index=False)
@@ -286,9 +351,16 @@ def _top_of(shown: int, total: int, what: str) -> str:
     return f"top {shown} of {total} {what}" if shown < total else ""
 
 
+def has_estimates(report: Report) -> bool:
+    return "estimated_share" in report.popular and report.popular["estimated_share"].notna().any()
+
+
 def chart_popular(report: Report, fmt: str = "svg") -> bytes:
-    fig = _figure(7.5, max(2.5, 0.32 * len(report.popular) + 1))
-    ax = fig.add_subplot()
+    """Garments per class; with measured rates, beside it each class's share of photos/clips: raw (bar)
+    and estimated (dot with its 95 % interval)."""
+    estimates = has_estimates(report)
+    fig = _figure(10.5 if estimates else 7.5, max(2.5, 0.32 * len(report.popular) + 1))
+    ax = fig.add_subplot(1, 2, 1) if estimates else fig.add_subplot()
     data = report.popular.iloc[::-1]
     ax.barh(data["label"], data["count"], color="#3b6ea5")
     for y, (c, s) in enumerate(zip(data["count"], data["share_of_analyses"], strict=True)):
@@ -298,6 +370,25 @@ def chart_popular(report: Report, fmt: str = "svg") -> bytes:
     ax.set_xlabel("garments counted (photo detections + video tracks)")
     ax.set_ylabel("class")
     ax.margins(x=0.25)
+    if estimates:
+        fig.subplots_adjust(wspace=0.35)  # room for the left panel's value labels
+        right = fig.add_subplot(1, 2, 2, sharey=ax)
+        y = range(len(data))
+        right.barh(y, data["share_of_analyses"], color="#c9ccd6", label="raw: found by the detector")
+        known = data["estimated_share"].notna().to_numpy()
+        est = data["estimated_share"].where(known, 0).astype(float).to_numpy()
+        ci = [v if v is not None else [0.0, 0.0] for v in data["estimated_share_ci"]]
+        low = est - [c[0] for c in ci]
+        high = [c[1] for c in ci] - est
+        yk = [i for i in y if known[i]]
+        right.errorbar(est[known], yk, xerr=[low[known], high[known]], fmt="o", color="#b5452e",
+                       ecolor="#b5452e", capsize=3, markersize=4, label="estimated, 95 % interval")
+        right.set_xlim(0, 1)
+        right.xaxis.set_major_formatter("{x:.0%}")
+        right.set_title("Share of photos/clips with each class")
+        right.set_xlabel("share of photos/clips")
+        right.tick_params(labelleft=False)
+        right.legend(loc="lower right", fontsize=7)
     return _render(fig, fmt)
 
 
@@ -377,6 +468,10 @@ def chart_pairs(report: Report, fmt: str = "svg") -> bytes:
     return _render(fig, fmt)
 
 
+# The popular chart's caption when the report has estimated shares (one sentence on the correction).
+ESTIMATE_CAPTION = ("Right: the share of photos/clips in which the detector found each class (bar) and the "
+                    "estimated true share (dot, 95 % interval), corrected for how often the detector misses "
+                    "or falsely finds the class on labelled calibration photos.")
 CHARTS = {
     "popular": (chart_popular, "Most popular items",
                 "Garments per class: each photo detection above the confidence threshold once, each video track once."),
@@ -443,9 +538,16 @@ def chart_alt(report: Report, name: str) -> str:
         return f"{title}: no garments match these filters."
     if name == "popular":
         p = report.popular
-        return (f"Bar chart of garments per class, {report.n_items} garments in {report.n_analyses} analyses: "
+        text = (f"Bar chart of garments per class, {report.n_items} garments in {report.n_analyses} analyses: "
                 + _listing(p["label"], [f"{c} ({s:.0%} of analyses)" for c, s in
                                          zip(p["count"], p["share_of_analyses"], strict=True)]) + ".")
+        if has_estimates(report):
+            known = p[p["estimated_share"].notna()]
+            text += (" Estimated share of photos/clips, corrected for detector errors (95 % interval): "
+                     + _listing(known["label"], [f"{e:.0%} ({ci[0]:.0%}-{ci[1]:.0%})" for e, ci in
+                                                 zip(known["estimated_share"], known["estimated_share_ci"],
+                                                     strict=True)]) + ".")
+        return text
     if name == "over_time":
         periods = sorted(report.over_time["period"].unique())
         last = report.over_time[report.over_time["period"] == periods[-1]].sort_values("share", ascending=False)
@@ -466,10 +568,70 @@ def chart_alt(report: Report, name: str) -> str:
             + _listing(pairs["label_a"] + " + " + pairs["label_b"], pairs["analyses"].astype(str)) + ".")
 
 
-def load_report(store: Any, filters: ReportFilters | None = None) -> Report:
-    """Query a closetai.store.Store (duck-typed: this module stays SQL-free) and aggregate."""
+def load_report(store: Any, filters: ReportFilters | None = None, rates: Any = None) -> Report:
+    """Query a closetai.store.Store (duck-typed: this module stays SQL-free) and aggregate.
+    rates: closetai.quantify.Rates for the estimated shares (None: without them)."""
     filters = filters or ReportFilters()
     args = filters.store_args()
     counts = GarmentCounts(**store.report_counts(**args, min_score=filters.min_score))
     n_analyses = store.report_count_analyses(**args)
-    return report_from_counts(counts, n_analyses, freq=PERIODS.get(filters.period or ""), filters=filters.describe())
+    # Stored detections already passed the model's threshold: a lower filter counts the same ones.
+    threshold = None if rates is None else max(rates.threshold, filters.min_score or 0.0)
+    report = report_from_counts(counts, n_analyses, freq=PERIODS.get(filters.period or ""),
+                                filters=filters.describe(), rates=rates, threshold=threshold)
+    if filters.compare:
+        if rates is None:
+            raise BadFilter("compare needs the model's measured correction rates "
+                            "(closetai calibrate-report MODEL DATA; see the README's Estimated shares)")
+        report.comparison = _comparison(store, filters, rates, threshold)
+    return report
+
+
+def _label_set_matrix(sets: pd.DataFrame, n_analyses: int, classes: tuple[str, ...]):
+    """GarmentCounts.label_sets -> (found (S+1, C) bool, counts (S+1,)), the last row the analyses where
+    nothing was found (what closetai.quantify's estimators take)."""
+    import numpy as np
+
+    index = {c: i for i, c in enumerate(classes)}
+    found = np.zeros((len(sets) + 1, len(classes)), bool)
+    for row, labels in enumerate(sets["labels"]):
+        found[row, [index[c] for c in labels if c in index]] = True
+    counts = np.append(sets["analyses"].to_numpy(np.int64), 0)
+    counts[-1] = max(n_analyses - int(counts.sum()), 0)
+    return found, counts
+
+
+def _comparison(store: Any, filters: ReportFilters, rates: Any, threshold: float) -> pd.DataFrame:
+    """Estimated shares of the two compared groups, their difference with its 95 % interval and which
+    differences stay significant after Holm's correction over the classes found in either group."""
+    from closetai.quantify import compare_shares
+
+    groups = []
+    for which in (0, 1):
+        g = filters.group(which)
+        args = g.store_args()
+        sets = store.report_counts(**args, min_score=g.min_score)["label_sets"]
+        groups.append((sets, store.report_count_analyses(**args)))
+    if min(n for _, n in groups) == 0:
+        raise BadFilter("compare: a group has no photos or clips (" + " / ".join(
+            f"{name}: {n}" for name, (_, n) in zip(filters.compare, groups, strict=True)) + ")")
+    (sets_a, n_a), (sets_b, n_b) = groups
+    cmp_ = compare_shares(*_label_set_matrix(sets_a, n_a, rates.classes),
+                          *_label_set_matrix(sets_b, n_b, rates.classes), rates, threshold)
+    seen = {c for sets in (sets_a, sets_b) for labels in sets["labels"] for c in labels}
+    rows = []
+    for i, c in enumerate(rates.classes):
+        if c not in seen:
+            continue
+        rows.append({"label": c, "group_a": filters.compare[0], "share_a": round(float(cmp_.a.share[i]), 4),
+                     "share_a_ci": [round(float(cmp_.a.low[i]), 4), round(float(cmp_.a.high[i]), 4)],
+                     "analyses_a": n_a, "group_b": filters.compare[1],
+                     "share_b": round(float(cmp_.b.share[i]), 4),
+                     "share_b_ci": [round(float(cmp_.b.low[i]), 4), round(float(cmp_.b.high[i]), 4)],
+                     "analyses_b": n_b, "difference": round(float(cmp_.difference[i]), 4),
+                     "difference_ci": [round(float(cmp_.low[i]), 4), round(float(cmp_.high[i]), 4)],
+                     "p_adjusted": round(float(cmp_.p_adjusted[i]), 4), "significant": bool(cmp_.significant[i])})
+    columns = ["label", "group_a", "share_a", "share_a_ci", "analyses_a", "group_b", "share_b", "share_b_ci",
+               "analyses_b", "difference", "difference_ci", "p_adjusted", "significant"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["difference", "label"], ascending=[False, True],
+                                                           ignore_index=True)

@@ -74,6 +74,17 @@ class JobNotRunning(ClosetAIError):
     status = 409
 
 
+class AlreadyStored(ClosetAIError):
+    """An upload whose content (sha256) is already stored or on its way in: `where` is Store.same_file's
+    answer; the web layer turns it into a 409 linking to it (the caller may store it again on purpose)."""
+
+    status = 409
+
+    def __init__(self, message: str, where: dict[str, Any]):
+        super().__init__(message)
+        self.where = where
+
+
 class StoreError(ClosetAIError):
     """The database or media folder could not be written (disk full, permissions, locked database)."""
 
@@ -88,7 +99,10 @@ analyses = Table(
     Column("kind", String(10), nullable=False),
     Column("source", String(200), nullable=False, default=""),
     Column("filename", String(255), nullable=False, default=""),  # display only, never a path
-    Column("sha256", String(64), nullable=False),
+    Column("sha256", String(64), nullable=False),  # of the bytes as uploaded ('' for rows from before hashes)
+    # The first stored analysis of the same content, when this one is a copy stored again (NULL: the
+    # first, or no hash). The report counts only rows where it is NULL, so a file counts once (issue 17.2).
+    Column("copy_of", Integer),
     Column("width", Integer, nullable=False),
     Column("height", Integer, nullable=False),
     Column("captured_at", DateTime, nullable=False),  # EXIF DateTimeOriginal, else upload time
@@ -104,6 +118,8 @@ analyses = Table(
     Column("duration_s", Float),
     Column("fps", Float),
     Column("frame_count", Integer),
+    # JSON [{"id", "box", "score", "mask"}] of the people a model with the person class found (issue 21)
+    Column("people", Text),
     CheckConstraint("kind IN ('photo', 'video')", name="ck_analyses_kind"),
     # Never reuse a deleted id on SQLite: ids are permanent URLs and media is cached by them.
     sqlite_autoincrement=True,
@@ -149,6 +165,7 @@ detections = Table(
     Column("colour_share", Float),  # share of the mask's pixels in the dominant colour cluster
     Column("area_share", Float),  # mask pixels / image pixels
     Column("crop_path", String(255)),
+    Column("person", Integer),  # the id (in analyses.people) of the person wearing it; NULL: nobody
 )
 Index("ix_detections_analysis", detections.c.analysis_id)
 Index("ix_detections_label", detections.c.label)
@@ -224,6 +241,7 @@ class NewDetection:
     frame_index: int | None = None
     time_s: float | None = None
     track_no: int | None = None  # video: links to the NewTrack with this track_no
+    person: int | None = None  # photo: id of the person wearing it (NewAnalysis.people)
     embedding: Any = None  # (D,) float32 unit vector (closetai.embed), photos only: a video's is its track's
 
 
@@ -258,6 +276,7 @@ class NewAnalysis:
     fps: float | None = None
     frame_count: int | None = None
     embedding_model: str = ""  # names the garments' embedding vectors (Predictor.embedding_model)
+    people: list[dict] | None = None  # [{"id", "box", "score", "mask" (RLE)}] (closetai.people)
 
 
 _HOST = socket.gethostname()
@@ -419,14 +438,20 @@ class Store:
         moved = False
         try:
             with self._begin() as conn:
+                # Inside the insert's transaction (SQLite: one writer at a time), so of two uploads of the
+                # same file at once only the first is counted by the report.
+                copy_of = conn.execute(select(func.min(analyses.c.id)).where(
+                    analyses.c.sha256 == new.sha256)).scalar() if new.sha256 else None
                 analysis_id = conn.execute(analyses.insert().values(
                     kind=new.kind, source=new.source[:200], filename=new.filename[:255], sha256=new.sha256,
+                    copy_of=copy_of,
                     width=int(new.width), height=int(new.height),
                     captured_at=new.captured_at or now, captured_from="exif" if new.captured_at else "upload",
                     created_at=now, model_name=new.model_name, taxonomy=new.taxonomy,
                     min_score=float(new.min_score), media_dir=rel_dir, photo_path=rel("photo"),
                     thumb_path=rel("thumb"), video_path=rel("video"), duration_s=new.duration_s,
                     fps=new.fps, frame_count=new.frame_count,
+                    people=json.dumps(new.people) if new.people else None,
                 )).inserted_primary_key[0]
                 track_ids: dict[int, int] = {}
                 for t in trks:
@@ -446,7 +471,8 @@ class Store:
                          "mask_rle": json.dumps(d.mask_rle) if d.mask_rle else None,
                          "colour_name": d.colour_name, "colour_hex": d.colour_hex,
                          "colour_share": d.colour_share, "area_share": d.area_share,
-                         "crop_path": f"{rel_dir}/crops/d{i}.jpg" if d.crop_jpeg else None}
+                         "crop_path": f"{rel_dir}/crops/d{i}.jpg" if d.crop_jpeg else None,
+                         "person": d.person}
                         for i, d in enumerate(dets)])
                 _insert_embeddings(conn, analysis_id, new.embedding_model, dets, trks, track_ids)
                 if finish_job is not None:
@@ -484,6 +510,11 @@ class Store:
             conn.execute(jobs.delete().where(jobs.c.analysis_id == analysis_id))
             if conn.execute(analyses.delete().where(analyses.c.id == analysis_id)).rowcount != 1:
                 raise NotFound(f"analysis {analysis_id} not found")  # a concurrent delete won; rolled back
+            # The first copy of a file deleted: the next one stored becomes the one the report counts.
+            heir = conn.execute(select(func.min(analyses.c.id)).where(analyses.c.copy_of == analysis_id)).scalar()
+            if heir is not None:
+                conn.execute(analyses.update().where(analyses.c.id == heir).values(copy_of=None))
+                conn.execute(analyses.update().where(analyses.c.copy_of == analysis_id).values(copy_of=heir))
         folder = self.media_root / row["media_dir"]
         if row["media_dir"] and folder.is_dir() and folder.resolve().is_relative_to(self.media_root):
             trash = self.media_root / ".trash" / self.tmp_path().name
@@ -515,6 +546,11 @@ class Store:
         out = dict(row)
         out["detections"] = [_detection_dict(d) for d in det_rows]
         out["tracks"] = [dict(t) for t in trk_rows]
+        # each person with the idx of the garments they wear (closetai.people's JSON)
+        people = json.loads(out["people"]) if out.get("people") else []
+        for p in people:
+            p["garments"] = [d["idx"] for d in out["detections"] if d.get("person") == p["id"]]
+        out["people"] = people
         return out
 
     def get_detection(self, analysis_id: int, idx: int) -> dict[str, Any]:
@@ -581,6 +617,18 @@ class Store:
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(select(analyses.c.id).where(analyses.c.sha256 == sha256)
                                                .order_by(analyses.c.id))]
+
+    def same_file(self, sha256: str) -> dict[str, Any] | None:
+        """Where a file with this content hash already is: {"kind": "photo"|"video", "analysis_id": id}
+        for the first stored analysis, else {"kind": ..., "job_id": id} for a queued or running job (a
+        clip still being analysed), else None."""
+        ids = self.find_by_sha256(sha256) if sha256 else []
+        if ids:
+            return {"kind": self.get_analysis_row(ids[0])["kind"], "analysis_id": ids[0]}
+        job_id = self.active_jobs_by_sha256().get(sha256) if sha256 else None
+        if job_id is not None:
+            return {"kind": self.get_job(job_id)["kind"], "job_id": job_id}
+        return None
 
     # -- trend report (closetai.report aggregates what these return) -----------------------------
     def report_items(self, sources: list[str] | None = None, since: date | None = None,
@@ -951,8 +999,11 @@ def _counted_garments(sources: list[str] | None, since: date | None, until: date
 
 
 def _analysis_filters(sources: list[str] | None, since: date | None, until: date | None) -> list:
-    """WHERE clauses on analyses shared by the report queries. `until` is inclusive: < the next day."""
-    clauses = []
+    """WHERE clauses on analyses shared by the report queries. `until` is inclusive: < the next day.
+
+    A copy of a file stored again (copy_of set) is never counted: each distinct file (content sha256)
+    counts once, as its first stored analysis, with that one's source and date (issue 17.2)."""
+    clauses = [analyses.c.copy_of.is_(None)]
     if sources:
         clauses.append(analyses.c.source.in_(list(sources)))
     if since is not None:

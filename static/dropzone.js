@@ -12,8 +12,16 @@ window.closetaiDropzone = function (form, upload) {
 
   const ui = {
     status: function (text) { status.textContent = text; },
-    fail: function (message) {
+    // link: {url, text} shown after the message (an upload already stored links to it).
+    fail: function (message, link) {
       error.textContent = message;
+      if (link && link.url) {
+        const a = document.createElement("a");
+        a.href = link.url;
+        a.textContent = link.text;
+        a.id = "already-stored";
+        error.append(" ", a);
+      }
       error.hidden = false;
       status.textContent = "";
       form.classList.remove("busy");
@@ -35,6 +43,7 @@ window.closetaiDropzone = function (form, upload) {
     const body = new FormData();
     body.append("file", file, file.name);
     body.append("source", form.elements.source.value);
+    if (form.elements.store_again && form.elements.store_again.checked) body.append("store_again", "1");
     upload(file, body, ui);
   }
 

@@ -129,6 +129,17 @@
         ctx.fillText(text, spot[0] + 4 * scale, spot[1] + 2.5 * scale);
       });
     }
+    // the person hovered in the people list: their outline (box), so who wears what can be seen
+    if (personHighlight >= 0 && people[personHighlight]) {
+      const scale = W / Math.max(1, canvas.clientWidth || W);
+      const [x1, y1, x2, y2] = people[personHighlight].box;
+      ctx.setLineDash([8 * scale, 5 * scale]);
+      ctx.strokeStyle = "#ffffff";
+      ctx.lineWidth = 3 * scale;
+      ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+      ctx.setLineDash([]);
+    }
+    canvas.dataset.person = String(personHighlight);
     // in CSS pixels of the displayed photo, for the browser test
     const k = Math.max(1, canvas.clientWidth) / W;
     canvas.dataset.labels = JSON.stringify(placed.map(function (r) { return r.map(function (v) { return +(v * k).toFixed(1); }); }));
@@ -152,6 +163,13 @@
     return null;
   }
 
+  const people = analysis.people || [];
+  let personHighlight = -1;
+  document.querySelectorAll("#people .person").forEach(function (row) {
+    const index = Number(row.dataset.person);
+    row.addEventListener("mouseenter", function () { personHighlight = index; draw(); });
+    row.addEventListener("mouseleave", function () { personHighlight = -1; draw(); });
+  });
   rows.forEach(function (row, index) {
     row.addEventListener("mouseenter", function () { highlight = index; draw(); });
     row.addEventListener("mouseleave", function () { highlight = -1; draw(); });

@@ -19,6 +19,8 @@
       window.location.assign(data.urls.page);
       return;
     }
-    ui.fail((data && data.error) || ("upload failed (HTTP " + response.status + ")"));
+    const stored = data && data.already_stored;
+    ui.fail((data && data.error) || ("upload failed (HTTP " + response.status + ")"),
+            stored ? { url: stored.url, text: "Open the stored " + stored.kind } : null);
   });
 })();

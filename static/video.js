@@ -23,7 +23,9 @@
           window.location.assign(data.page_url);
           return;
         }
-        ui.fail((data && data.error) || ("upload failed (HTTP " + xhr.status + ")"));
+        const stored = data && data.already_stored;
+        ui.fail((data && data.error) || ("upload failed (HTTP " + xhr.status + ")"),
+                stored ? { url: stored.url, text: "Open the stored clip" } : null);
       };
       xhr.send(body);
     });

@@ -115,3 +115,35 @@ def test_bad_upload_shows_message_and_server_stays_up(server, page, tmp_path):
     assert page.url == base + "/"
     assert app.extensions["closetai.store"].count_analyses() == before
     assert page.request.get(base + "/api/v1/health").ok
+
+
+def test_the_same_photo_again_links_to_the_stored_one_and_store_again_stores_it(server, page):
+    """Issue 17.2 through the upload page's script: the second upload says it is stored and links to it;
+    with "Store again" ticked it is stored, and the report still counts the file once."""
+    base, app = server
+    store = app.extensions["closetai.store"]
+    page.goto(base + "/")
+    page.set_input_files("#file", str(PHOTO))
+    page.wait_for_url(base + "/analyses/*", timeout=60_000)
+    first_path = page.url.replace(base, "")
+    before = store.count_analyses()
+
+    page.goto(base + "/")
+    page.set_input_files("#file", str(PHOTO))
+    error = page.locator("#error")
+    error.wait_for(state="visible", timeout=30_000)
+    assert "is already stored" in error.inner_text()
+    link = page.locator("#error a#already-stored")
+    assert link.get_attribute("href") == first_path and link.inner_text() == "Open the stored photo"
+    assert page.url == base + "/" and store.count_analyses() == before
+
+    page.check("#store-again")
+    page.set_input_files("#file", [])  # the same file again is no change to the input: clear it first
+    page.set_input_files("#file", str(PHOTO))
+    page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Analysing')"
+                           " || !document.getElementById('error').hidden", timeout=10_000)
+    assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
+    page.wait_for_url(lambda url: "/analyses/" in url and not url.endswith(first_path), timeout=90_000)
+    assert store.count_analyses() == before + 1
+    report = page.request.get(base + "/report.json").json()
+    assert report["analyses"] == before  # the copy is not counted again

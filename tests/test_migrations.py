@@ -83,8 +83,20 @@ def test_a_database_from_before_migrations_is_stamped_then_upgraded_keeping_its_
     migrate(engine, "0001")  # the tables create_all used to make, without the later index
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE alembic_version"))  # as it was: no record of migrations
-    old = Store(url, tmp_path / "media")
-    _fill(old)  # rows written by the old schema
+    # Rows as the old schema holds them: written by today's code into another file, then copied over
+    # column by column (the old tables lack the later columns, e.g. analyses.copy_of).
+    (tmp_path / "new").mkdir()
+    new = Store(default_sqlite_url(tmp_path / "new"), tmp_path / "media")
+    new.init_schema()
+    _fill(new)
+    new.dispose()
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"ATTACH DATABASE '{tmp_path / 'new' / 'closetai.sqlite'}' AS new")
+        for table in ("analyses", "tracks", "detections"):
+            cols = ", ".join(c["name"] for c in inspect(conn).get_columns(table))
+            conn.exec_driver_sql(f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM new.{table}")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("DETACH DATABASE new")
     assert "ix_detections_report" not in {ix["name"] for ix in inspect(engine).get_indexes("detections")}
 
     store = Store(url, tmp_path / "media")

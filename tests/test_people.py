@@ -40,3 +40,100 @@ def test_photo_json_lists_people_with_their_garments_and_people_without_any():
     assert [p["garments"] for p in listed] == [[0, 1], []]  # person 1 wears nothing found: still listed
     assert listed[1]["score"] == 0.7 and listed[0]["mask"]["size"] == [100, 100]
     assert people_json(_boxes_to_dets([], ("top",))) == []
+
+
+class TwoPeoplePredictor:
+    """Two people side by side on a 200x160 photo; a top and jeans on the left one, a bag on nobody."""
+
+    class_names = ("top", "jeans", "bag")
+    min_score = 0.5
+    info = {"name": "fake-people", "taxonomy": "test", "device": "cpu", "classes": list(class_names)}
+    meta = {"config": {"min_size": 448}}
+
+    def __call__(self, rgb, min_score=None):
+        h, w = rgb.shape[:2]
+        garments = _boxes_to_dets([(20, 70, 10, 60), (80, 150, 15, 55), (10, 30, 170, 195)], self.class_names,
+                                  labels=[1, 2, 3], scores=[0.9, 0.8, 0.7], shape=(h, w))
+        garments.people = _boxes_to_dets([(0, 160, 0, 80), (0, 160, 100, 160)], ("person",),
+                                         scores=[0.97, 0.9], shape=(h, w))
+        return garments
+
+
+def test_people_are_stored_served_in_the_api_and_grouped_on_the_result_page(tmp_path):
+    """issue 21: POST /api/v1/analyses gains "people" (garments as detection indices) and each
+    detection "person"; they survive the database (a real SQLite file) and the page groups by person."""
+    import io
+
+    from PIL import Image
+
+    from app import create_app
+
+    app = create_app({"TESTING": True, "PREDICTOR": TwoPeoplePredictor(), "INSTANCE_PATH": tmp_path / "i",
+                      "REPORT_CHART_PROCESS": False})
+    client = app.test_client()
+    buf = io.BytesIO()
+    Image.fromarray(np.full((160, 200, 3), 120, np.uint8)).save(buf, "PNG")
+    res = client.post("/api/v1/analyses", data={"file": (io.BytesIO(buf.getvalue()), "two.png")},
+                      content_type="multipart/form-data")
+    assert res.status_code == 201, res.get_json()
+    for body in (res.get_json(), client.get(res.get_json()["urls"]["self"]).get_json()):
+        assert [d["person"] for d in body["detections"]] == [0, 0, None]
+        assert [(p["id"], p["garments"]) for p in body["people"]] == [(0, [0, 1]), (1, [])]
+        assert body["people"][0]["box"] == [0.0, 0.0, 80.0, 160.0] and body["people"][0]["mask"]["size"] == [160, 200]
+    page = client.get(res.get_json()["urls"]["page"]).get_data(as_text=True)
+    assert 'id="people"' in page and "<b>Person 1</b>" in page and "<b>Person 2</b>" in page
+    assert "no garment recognised" in page and "worn by nobody found" in page
+    app.extensions["closetai.jobs"].stop(timeout=10)
+
+
+def test_a_model_without_people_gives_an_empty_list_and_no_people_section(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from app import create_app
+    from tests.helpers import FakePredictor
+
+    app = create_app({"TESTING": True, "PREDICTOR": FakePredictor(), "INSTANCE_PATH": tmp_path / "i",
+                      "REPORT_CHART_PROCESS": False})
+    client = app.test_client()
+    buf = io.BytesIO()
+    Image.fromarray(np.full((160, 200, 3), 120, np.uint8)).save(buf, "PNG")
+    body = client.post("/api/v1/analyses", data={"file": (io.BytesIO(buf.getvalue()), "one.png")},
+                       content_type="multipart/form-data").get_json()
+    assert body["people"] == [] and [d["person"] for d in body["detections"]] == [None]
+    assert 'id="people"' not in client.get(body["urls"]["page"]).get_data(as_text=True)
+    app.extensions["closetai.jobs"].stop(timeout=10)
+
+
+def test_hovering_a_person_outlines_them_in_the_browser(tmp_path, browser):
+    import io
+
+    from PIL import Image
+
+    from app import create_app
+    from tests.helpers import served
+
+    app = create_app({"TESTING": True, "PREDICTOR": TwoPeoplePredictor(), "INSTANCE_PATH": tmp_path / "i",
+                      "REPORT_CHART_PROCESS": False})
+    buf = io.BytesIO()
+    Image.fromarray(np.full((160, 200, 3), 120, np.uint8)).save(buf, "PNG")
+    body = app.test_client().post("/api/v1/analyses", data={"file": (io.BytesIO(buf.getvalue()), "two.png")},
+                                  content_type="multipart/form-data").get_json()
+    try:
+        with served(app) as base:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(base + body["urls"]["page"])
+            page.wait_for_function("document.getElementById('overlay').dataset.person === '-1'")
+            page.hover("#person-0")
+            page.wait_for_function("document.getElementById('overlay').dataset.person === '0'")
+            # the outline is white, dashed, along the person's box (x 0-80 of 200): sample its right edge
+            white = page.evaluate("""() => { const c = document.getElementById('overlay');
+                const d = c.getContext('2d').getImageData(78, 0, 4, 160).data; let n = 0;
+                for (let i = 0; i < d.length; i += 4) if (d[i] > 200 && d[i + 1] > 200 && d[i + 2] > 200 && d[i + 3] > 100) n++;
+                return n; }""")
+            assert white > 20, white
+            assert page.inner_text("#person-0").startswith("Person 1:")
+            page.close()
+    finally:
+        app.extensions["closetai.jobs"].stop(timeout=10)

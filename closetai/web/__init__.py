@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from closetai import ClosetAIError
 from closetai.annotate import class_colour
-from closetai.store import Store
+from closetai.store import AlreadyStored, Store
 
 # Friendlier words than werkzeug's defaults for the statuses a user can meet.
 _HTTP_MESSAGES = {
@@ -78,7 +78,11 @@ def analysis_json(a: dict[str, Any]) -> dict[str, Any]:
             "colour": {"name": d["colour_name"], "hex": d["colour_hex"], "share": d["colour_share"]},
             "area_share": d["area_share"],
             "crop": url_for("pages.crop", analysis_id=aid, idx=d["idx"]) if d["crop_path"] else None,
+            "person": d.get("person"),
         } for d in a["detections"]],
+        # issue 21: who wears what; empty for a model without the person class
+        "people": [{"id": p["id"], "box": p["box"], "score": p["score"], "mask": p["mask"],
+                    "garments": p["garments"]} for p in a.get("people") or []],
     }
 
 
@@ -102,10 +106,30 @@ def wants_json() -> bool:
     return request.path.startswith("/api/")
 
 
-def error_response(message: str, status: int):
+def error_response(message: str, status: int, already_stored: dict[str, Any] | None = None):
     if wants_json():
-        return jsonify(error=message), status
-    return render_template("error.html", message=message, status=status), status
+        body = {"error": message} if already_stored is None else {"error": message, "already_stored": already_stored}
+        return jsonify(body), status
+    return render_template("error.html", message=message, status=status, already_stored=already_stored), status
+
+
+def already_stored_json(where: dict[str, Any]) -> dict[str, Any]:
+    """Store.same_file's answer -> {"id": analysis id (None while a clip's job runs), "kind", "url": its
+    page, "api_url"}; a clip still being analysed also gets "job_id"."""
+    if "analysis_id" in where:
+        aid = where["analysis_id"]
+        if where["kind"] == "video":
+            page = url_for("video.by_analysis", analysis_id=aid)
+        else:
+            page = url_for("pages.result", analysis_id=aid)
+        return {"id": aid, "kind": where["kind"], "url": page,
+                "api_url": url_for("api.get_analysis", analysis_id=aid)}
+    job_id = where["job_id"]
+    if where["kind"] == "video":
+        return {"id": None, "kind": "video", "job_id": job_id, "url": url_for("video.video_page", job_id=job_id),
+                "api_url": url_for("video_api.get_job", job_id=job_id)}
+    return {"id": None, "kind": where["kind"], "job_id": job_id, "url": url_for("video_api.get_job", job_id=job_id),
+            "api_url": url_for("video_api.get_job", job_id=job_id)}
 
 
 def register(app: Flask) -> None:
@@ -133,6 +157,8 @@ def register(app: Flask) -> None:
         status = int(getattr(exc, "status", 400))
         if status >= 500:
             app.logger.error("%s: %s", request.path, exc)
+        if isinstance(exc, AlreadyStored):
+            return error_response(str(exc), status, already_stored=already_stored_json(exc.where))
         return error_response(str(exc), status)
 
     @app.errorhandler(RequestEntityTooLarge)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 
-from closetai import ClosetAIError
+from closetai import ClosetAIError, boolean
 from closetai.analyse import analyse_photo, clean_text
+from closetai.store import AlreadyStored
 from closetai.web import analysis_json, analysis_summary, inference_lock, predictor, store
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -76,10 +79,35 @@ def uploaded_photo() -> tuple[bytes, str]:
     return data, upload.filename or "upload"
 
 
+def store_again() -> bool:
+    """The `store_again` form or query field: 1/true/yes/on stores a file whose content is already stored."""
+    raw = request.form.get("store_again") or request.args.get("store_again") or ""
+    if not raw.strip():
+        return False
+    try:
+        return boolean(raw)
+    except ValueError:
+        raise BadRequest(f"store_again must be 1 or 0, got {raw[:20]!r}") from None
+
+
+def refuse_duplicate(sha256: str, what: str) -> None:
+    """AlreadyStored (409) when this content is stored or queued, unless the upload asks to store it again."""
+    if store_again():
+        return
+    where = store().same_file(sha256)
+    if where is not None:
+        place = (f"{where['kind']} analysis {where['analysis_id']}" if "analysis_id" in where
+                 else f"{where['kind']} job {where['job_id']}, still being analysed")
+        raise AlreadyStored(f"this {what} is already stored ({place}); send store_again=1 to store it again",
+                            where)
+
+
 def create_photo_analysis() -> int:
     data, filename = uploaded_photo()
+    source = form_text("source")  # bad fields are a 400 before anything else
+    refuse_duplicate(hashlib.sha256(data).hexdigest(), "photo")
     return analyse_photo(
-        data, filename, predictor=predictor(), store=store(), source=form_text("source"),
+        data, filename, predictor=predictor(), store=store(), source=source,
         max_pixels=current_app.config["MAX_PIXELS"], min_score=current_app.config.get("MIN_SCORE"),
         lock=inference_lock(), max_side=current_app.config["ANALYSIS_MAX_SIDE"])
 

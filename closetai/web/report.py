@@ -26,11 +26,13 @@ from werkzeug.exceptions import NotFound
 
 from closetai.report import (
     CHARTS,
+    ESTIMATE_CAPTION,
     FREQ_NAMES,
     BadFilter,
     Report,
     ReportFilters,
     chart_alt,
+    has_estimates,
     load_report,
     render_chart,
     render_charts,
@@ -58,6 +60,14 @@ TABLE_COLUMNS = {
     "pairs": [("label_a", "class", "text"), ("label_b", "worn with", "text"),
               ("analyses", "photos/clips with both", "int")],
 }
+TABLE_COLUMNS_COMPARISON = [("label", "class", "text"), ("share_a", "group 1 (estimated)", "pct"),
+                            ("share_a_ci", "95 % interval", "ci"), ("share_b", "group 2 (estimated)", "pct"),
+                            ("share_b_ci", "95 % interval", "ci"), ("difference", "difference", "pct"),
+                            ("difference_ci", "95 % interval", "ci"), ("p_adjusted", "p (Holm)", "text"),
+                            ("significant", "significant", "text")]
+# Added to the popular table when the model has measured correction rates (closetai.quantify).
+ESTIMATE_COLUMNS = [("estimated_share", "estimated share (corrected)", "pct"),
+                    ("estimated_share_ci", "95 % interval", "ci")]
 _XML_PROLOGUE = re.compile(r"^.*?(?=<svg)", re.S)
 
 
@@ -83,12 +93,29 @@ class _ReportCache:
                 self.entries.move_to_end(key)
                 return self.entries[key]
         # Built outside the lock: two first requests may both build it; one copy is kept.
-        built = {"report": load_report(store(), filters), "charts": {}}
+        built = {"report": load_report(store(), filters, report_rates()), "charts": {}}
         with self.lock:
             entry = self.entries.setdefault(key, built)
             while len(self.entries) > self.size:
                 self.entries.popitem(last=False)
         return entry
+
+
+def report_rates():
+    """The correction rates for the estimated shares (closetai.quantify): config REPORT_RATES (a Rates or
+    a model file path), else those beside the served model's file; None (a logged warning) when missing
+    or stale. Read once per app."""
+    ext = current_app.extensions
+    if "closetai.report_rates" not in ext:
+        from closetai.quantify import Rates, load_rates
+
+        configured = current_app.config.get("REPORT_RATES")
+        if isinstance(configured, Rates):
+            ext["closetai.report_rates"] = configured
+        else:
+            model = configured or getattr(current_app.extensions["closetai.predictor"], "model_path", None)
+            ext["closetai.report_rates"] = load_rates(model)
+    return ext["closetai.report_rates"]
 
 
 def _cache() -> _ReportCache:
@@ -254,7 +281,7 @@ def _chart(filters: ReportFilters, name: str, fmt: str) -> bytes:
 def _filters() -> ReportFilters:
     args = request.args
     return ReportFilters.parse(args.getlist("source"), args.get("since"), args.get("until"), args.get("kind"),
-                               args.get("min_score"), args.get("period"))
+                               args.get("min_score"), args.get("period"), args.getlist("compare"))
 
 
 def _inline_svg(svg: bytes, alt: str, name: str) -> Markup:
@@ -287,13 +314,17 @@ def page():
     if not report.empty:
         svgs = _charts(entry, list(CHARTS), "svg")
         for name, (_fn, title, caption) in CHARTS.items():
+            if name == "popular" and has_estimates(report):
+                caption = f"{caption} {ESTIMATE_CAPTION}"
             alt = chart_alt(report, name)
             charts[name] = {"title": title, "caption": caption, "alt": alt,
                             "svg": _inline_svg(svgs[name], alt, name)}
     tables = report_tables(report)
     return render_template(
         "report.html", error=None, report=report, filters=filters, query=query, args=request.args,
-        sources=store().report_sources(), charts=charts, tables=tables, columns=TABLE_COLUMNS,
+        sources=store().report_sources(), charts=charts, tables=tables,
+        columns={**TABLE_COLUMNS, "comparison": TABLE_COLUMNS_COMPARISON,
+                 **({"popular": TABLE_COLUMNS["popular"] + ESTIMATE_COLUMNS} if has_estimates(report) else {})},
         period_name=FREQ_NAMES[report.freq], any_analyses=store().count_analyses() > 0,
         filtered=bool(filters.query()))
 

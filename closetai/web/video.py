@@ -8,6 +8,7 @@ id, used by /history and the report) is written only when the job finishes, atom
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -22,13 +23,13 @@ from flask import (
     url_for,
 )
 
-from closetai import ClosetAIError
+from closetai import ClosetAIError, sha256_file
 from closetai.analyse import display_name
 from closetai.jobs import create_video_job, job_status, save_upload
 from closetai.store import NotFound
 from closetai.videochart import timeline_alt, timeline_svg
 from closetai.web import class_colours, store
-from closetai.web.api import form_text, upload_part
+from closetai.web.api import form_text, refuse_duplicate, upload_part
 from closetai.web.pages import send_private
 
 pages = Blueprint("video", __name__)
@@ -70,7 +71,14 @@ def submit_upload() -> int:
         path.unlink()
         path.parent.rmdir()
         raise BadUpload(f"empty file (0 bytes): {name}")
-    job_id = create_video_job(store(), path, name, source, current_app.extensions["closetai.video_settings"])
+    sha = sha256_file(path)
+    try:
+        refuse_duplicate(sha, "clip")
+    except BaseException:
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise
+    job_id = create_video_job(store(), path, name, source, current_app.extensions["closetai.video_settings"],
+                              sha256=sha)
     runner().submit(job_id)
     return job_id
 
