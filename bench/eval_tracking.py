@@ -186,6 +186,9 @@ class Replay:
 
 
 SWEEP = [  # (name, high score = the photo threshold, min_hits, closetai.track.TrackerConfig changes)
+    ("no class change", 0.5, 3, {"cross_class_iou": None}),  # before issue 18.2: a track kept its first class
+    ("class change 0.7", 0.5, 3, {"cross_class_iou": 0.7}),
+    ("class change 0.3", 0.5, 3, {"cross_class_iou": 0.3}),
     ("no cut detection", 0.5, 3, {"cut_distance": None}),
     ("no re-id", 0.5, 3, {"reid_similarity": None}),
     ("re-id at 0.9", 0.5, 3, {"reid_similarity": 0.9}),

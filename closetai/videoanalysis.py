@@ -405,9 +405,12 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
     kept = sorted((tid for tid, st in stats.items() if st.hits >= min_hits), key=lambda t: (stats[t].first_s, t))
     new_id = {old: new for new, old in enumerate(kept, start=1)}
     frames: list[FrameResult] = []
+    # A garment the model called by two classes in turn is one track: every sighting takes its majority class.
+    majority = {old: class_names.index(stats[old].votes.most_common(1)[0][0]) + 1 for old in kept}
     for fr in raw_frames:
         keep = np.array([int(t) in new_id for t in fr.detections.track_ids], dtype=bool)
         d = fr.detections[keep]
+        d.class_ids = np.array([majority[int(t)] for t in d.track_ids], dtype=np.int64)
         d.track_ids = np.array([new_id[int(t)] for t in d.track_ids], dtype=np.int64)
         frames.append(FrameResult(fr.index, fr.source_index, fr.time_s, d,
                                   [r for r, k in zip(fr.mask_rles, keep, strict=True) if k] if fr.mask_rles else []))

@@ -387,6 +387,28 @@ def test_only_detections_that_can_start_a_track_are_embedded(tmp_path):
     assert set(p.asked) == {(0.1, 0.3)}
 
 
+class FlippingPredictor(RedPredictor):
+    """The red blob is a 'top', except on every third frame, where it is a 'dress'."""
+
+    def predict_batch(self, frames, min_score=None, **kwargs):
+        out = super().predict_batch(frames, min_score, **kwargs)
+        for d in out:
+            if len(d) and self.calls % 3 == 0:
+                d.class_ids = np.full(len(d), NAMES.index("dress") + 1)
+        return out
+
+
+def test_a_garment_called_by_two_classes_is_one_track_of_its_majority_class(tmp_path):
+    clip = write_clip(tmp_path / "pan.mp4", panned_frames(30), fps=10)
+    result = analyse_video(FlippingPredictor(), clip, fps=5, batch_size=1)
+    assert len(result.tracks) == 1
+    track = result.tracks[0]
+    assert (track.label, track.frames_seen) == ("top", 15)
+    assert track.label_votes == {"top": 10, "dress": 5}
+    assert {lab for f in result.frames for lab in f.detections.labels} == {"top"}
+    assert result.timeline["counts"] == {"top": [1] * 15}
+
+
 def test_flicker_shorter_than_min_hits_is_dropped(tmp_path):
     frames = list(panned_frames(10))
     for i in (4,):  # a one-frame red blob elsewhere: a false detection that must not count
