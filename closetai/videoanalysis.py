@@ -284,7 +284,7 @@ def default_batch_size(predictor) -> int:
 def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAULT_ANALYSIS_FPS,
                   annotated_out: str | os.PathLike | None = None, on_progress: ProgressFn | None = None,
                   batch_size: int | None = None, *, limits: VideoLimits | None = None, min_hits: int = 3,
-                  tracker: TrackerConfig | None = None, low_score: float = 0.1,
+                  tracker: TrackerConfig | None = None, low_score: float = 0.1, min_track_score: float = 0.0,
                   annotate_all_frames: bool = True,
                   should_stop: Callable[[], bool] | None = None) -> VideoResult:
     """Analyse a clip end to end.
@@ -303,6 +303,7 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
       frames to analyse + frames to write (estimated from the header; the last call has done == total).
     batch_size: frames per forward pass; None: default_batch_size(predictor).
     min_hits: tracks seen in fewer analysed frames are dropped as flicker.
+    min_track_score: tracks whose best detection scores below this are dropped as too weak to be a garment.
     Raises the `closetai.video` errors for unusable input, AnalysisCancelled when `should_stop()`
     turns true; a clip corrupt part-way returns a partial result (complete=False, error set).
     Nothing is left at `annotated_out` unless the call returns.
@@ -402,7 +403,8 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
         raise VideoCorrupt(error or f"no frame of {Path(path).name} could be analysed")
 
     # Drop flicker tracks; number the rest 1.. in order of first appearance.
-    kept = sorted((tid for tid, st in stats.items() if st.hits >= min_hits), key=lambda t: (stats[t].first_s, t))
+    kept = sorted((tid for tid, st in stats.items() if st.hits >= min_hits and st.best_score >= min_track_score),
+                  key=lambda t: (stats[t].first_s, t))
     new_id = {old: new for new, old in enumerate(kept, start=1)}
     frames: list[FrameResult] = []
     # A garment the model called by two classes in turn is one track: every sighting takes its majority class.
@@ -462,7 +464,7 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
         progress()
     timings["total"] = time.perf_counter() - t_start
     model = {k: v for k, v in predictor.info.items() if k in ("name", "taxonomy", "device", "embedding")}
-    settings = {"min_hits": min_hits, "batch_size": batch_size, "high_score": cfg.high_score,
+    settings = {"min_hits": min_hits, "min_track_score": min_track_score, "batch_size": batch_size, "high_score": cfg.high_score,
                 "low_score": cfg.low_score, "match_iou": cfg.match_iou, "lost_buffer": cfg.lost_buffer,
                 "shot_cuts": cuts.count if cfg.cut_distance is not None else None,
                 "reid_similarity": cfg.reid_similarity if cfg.cut_distance is not None else None}

@@ -418,6 +418,10 @@ def test_flicker_shorter_than_min_hits_is_dropped(tmp_path):
     result = analyse_video(RedPredictor(), clip, fps=None, min_hits=2)
     assert len(result.tracks) == 1
     assert analyse_video(RedPredictor(), clip, fps=None, min_hits=1).tracks[0].frames_seen == 10
+    # a track whose best detection stays below min_track_score is not counted (RedPredictor scores 0.9)
+    assert len(analyse_video(RedPredictor(), clip, fps=None, min_track_score=0.9).tracks) == 1
+    weak = analyse_video(RedPredictor(), clip, fps=None, min_track_score=0.95)
+    assert weak.tracks == [] and all(len(f.detections) == 0 for f in weak.frames)
 
 
 def test_a_box_only_predictor_is_tracked_too(tmp_path):
