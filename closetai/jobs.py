@@ -470,7 +470,8 @@ def video_records(result, params: dict[str, Any], annotated: Path, crop_side: in
                      embedding=t.embedding)
             for t in result.tracks]
     summary = result.to_json(frames=False)
-    summary["analysis"]["annotated"] = {"frames": result.annotated_mode}  # the temp path means nothing later
+    # the temp path means nothing later
+    summary["analysis"]["annotated"] = {"frames": result.annotated_mode, "audio": result.annotated_audio}
     files = {"video": annotated.read_bytes(), "summary": json.dumps(summary).encode()}
     thumb = _middle_frame_jpeg(annotated, THUMB_SIDE)
     if thumb:

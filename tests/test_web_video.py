@@ -190,6 +190,23 @@ def test_reid_setting_decides_whether_a_garment_seen_again_after_a_cut_keeps_its
     assert len(client.get(f"/api/v1/videos/{job_id}").get_json()["tracks"]) == tracks
 
 
+def test_a_clip_with_sound_plays_back_with_it(client, tmp_path):
+    from tests.test_video import write_clip_with_sound
+
+    clip = write_clip_with_sound(tmp_path / "talk.mp4", panned_frames(24), fps=12)
+    job_id = upload(client, clip.read_bytes(), "talk.mp4").get_json()["job_id"]
+    assert wait_done(client, job_id)[0]["status"] == "done"
+    video = client.get(f"/api/v1/videos/{job_id}").get_json()
+    assert video["analysis"]["annotated"] == {"frames": "all", "audio": "copied aac"}
+    data = client.get(video["urls"]["annotated"]).data
+    with av.open(io.BytesIO(data)) as c:
+        assert {s.type: s.codec_context.name for s in c.streams} == {"video": "h264", "audio": "aac"}
+        assert float(c.streams.video[0].average_rate) == pytest.approx(12)
+    page = client.get(f"/videos/{job_id}").get_data(as_text=True)
+    assert "every frame, at 12 fps" in page and "with the clip’s sound" in page
+    assert "<video id=\"annotated\" controls playsinline" in page  # not muted: the sound is the clip's
+
+
 def test_rotated_clip_comes_out_upright(client, tmp_path):
     upright = list(panned_frames(10, h=128, w=96))  # portrait, red blob at x 20-50, y 30-70 (moving right)
     stored = [np.ascontiguousarray(np.rot90(f, k=1)) for f in upright]  # the sensor's landscape
