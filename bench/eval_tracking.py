@@ -190,6 +190,8 @@ SWEEP = [  # (name, high score = the photo threshold, min_hits, closetai.track.T
     ("no class change", 0.5, 3, {"cross_class_iou": None}),  # before issue 18.2: a track kept its first class
     ("class change 0.7", 0.5, 3, {"cross_class_iou": 0.7}),
     ("class change 0.3", 0.5, 3, {"cross_class_iou": 0.3}),
+    ("2 classes, 1 box 0.8", 0.5, 3, {"cross_class_nms_iou": 0.8}),
+    ("2 classes, 1 box 0.9", 0.5, 3, {"cross_class_nms_iou": 0.9}),
     ("best score >= 0.7", 0.5, 3, {}, {"min_track_score": 0.7}),
     ("best score >= 0.8", 0.5, 3, {}, {"min_track_score": 0.8}),
     ("min_hits 4", 0.5, 4, {}),

@@ -90,6 +90,9 @@ class TrackerConfig:
     # A detection of another class continues a track only at this box IoU (None: never); such pairs count
     # half their IoU in the assignment, so a same-class detection of the track always wins.
     cross_class_iou: float | None = 0.5
+    # Two detections of different classes on (nearly) the same box in one frame: one garment the model
+    # could not decide on; the higher score is kept. None: both are kept (bench/eval_tracking.py --sweep).
+    cross_class_nms_iou: float | None = None
     cut_distance: float | None = 0.4  # ShotCuts threshold (HSV histogram distance); None: never cut
     # After a cut: the embedding cosine a garment needs to continue a track from an earlier shot (same
     # class only); None: never. Chosen on the even validation photos with every outfit shown twice
@@ -193,6 +196,9 @@ class GarmentTracker:
             # people's bags) are side by side, not nested.
             predictions = np.column_stack([dets.xyxy, dets.scores, dets.class_ids])
             dets = dets[sv.box_non_max_suppression(predictions, cfg.nms_ios, sv.OverlapMetric.IOS)]
+        if len(dets) > 1 and cfg.cross_class_nms_iou is not None:
+            predictions = np.column_stack([dets.xyxy, dets.scores])  # no class column: across classes
+            dets = dets[sv.box_non_max_suppression(predictions, cfg.cross_class_nms_iou)]
         high = np.flatnonzero(dets.scores >= cfg.high_score)
         low = np.flatnonzero(dets.scores < cfg.high_score)
         det_track = np.zeros(len(dets), dtype=np.int64)  # 0 = no track

@@ -92,6 +92,15 @@ def test_a_garment_whose_class_flips_stays_one_track_with_its_majority_class():
     assert [t.class_id for t in tracker.tracks] == [2]
 
 
+def test_two_classes_on_one_box_are_one_garment_when_asked():
+    both = dets((10, 10, 110, 210, 0.9, 1), (12, 10, 110, 212, 0.7, 2))  # IoU 0.96
+    assert sorted(GarmentTracker().update(both).labels) == ["top", "trousers"]  # off by default
+    out = GarmentTracker(cross_class_nms_iou=0.8).update(both)
+    assert out.labels == ["top"] and out.scores.tolist() == [np.float32(0.9)]
+    apart = dets((10, 10, 110, 210, 0.9, 1), (10, 150, 110, 400, 0.8, 2))  # a top above trousers
+    assert len(GarmentTracker(cross_class_nms_iou=0.8).update(apart)) == 2
+
+
 def test_another_class_continues_a_track_only_where_the_boxes_overlap_closely():
     tracker = GarmentTracker()
     tracker.update(dets((10, 10, 110, 210, 0.9, 1)))
