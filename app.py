@@ -65,9 +65,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         PREDICTOR=None,  # an already loaded Predictor (tests load the model once)
         HEIC_SUPPORTED=_heic_supported(),
         VIDEO_BATCH_SIZE=None,  # frames per forward pass; None: 1 on a CPU, 8 on a GPU (closetai.videoanalysis)
-        # The annotated video holds the analysed frames (at VIDEO_FPS), not every frame: annotating and
-        # encoding all 450 frames of a 15 s 720x1280 clip costs ~15-20 s on 2 cores, a third of the budget.
-        VIDEO_ANNOTATE_ALL_FRAMES=False,
         JOB_PROGRESS_INTERVAL_S=0.5,
     )
     app.config.from_pyfile("config.py", silent=True)

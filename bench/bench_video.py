@@ -32,9 +32,10 @@ SHARED = ROOT.parent / "shared"
 
 
 def make_clip(out: Path, seconds: float, source: Path | None) -> Path:
-    """A `seconds`-long 720x1280 30 fps clip: the first seconds of `source`, or a panned photo."""
+    """A `seconds`-long 720x1280 30 fps clip: the first seconds of `source` (with its sound), or a panned
+    photo (silent)."""
     if source is not None and source.is_file():
-        with H264Writer(out, fps=probe_video(source).fps, preset="ultrafast") as w:
+        with H264Writer(out, fps=probe_video(source).fps, preset="ultrafast", audio_from=source) as w:
             for frame in iter_frames(source, fps=None):
                 if frame.time >= seconds:
                     break

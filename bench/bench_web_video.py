@@ -5,8 +5,9 @@
 Serves create_app() with waitress on a free loopback port (the shipped model, CPU unless --device),
 uploads a `--seconds` cut of ../shared/data/videos/street-clip-b.mp4 (else a generated 720x1280 clip,
 see bench_video.make_clip), polls /api/v1/jobs/<id> like the page, then downloads the annotated mp4 and
-decodes it with PyAV. Prints total seconds, frames/s analysed, peak RSS and the targets: <= 60 s
-(issue 4) and <= 45 s (issue 7) for 15 s of 720x1280 on the 2-core CPU.
+decodes it with PyAV. Prints total seconds, frames/s analysed, peak RSS and the targets for 15 s of
+720x1280 on the 2-core CPU: <= 75 s with every frame rendered (issue 18, the default), <= 60 s (issue 4)
+and <= 45 s (issue 7, set when only the analysed frames were written).
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ def main() -> None:
         mp4 = get(base + video["urls"]["annotated"])
         with av.open(io.BytesIO(mp4)) as c:
             codec = c.streams.video[0].codec_context.name
+            out_fps = float(c.streams.video[0].average_rate or 0)
+            out_audio = c.streams.audio[0].codec_context.name if c.streams.audio else None
             n_out = sum(1 for _ in c.decode(video=0))
         total = time.perf_counter() - t0
         app.extensions["closetai.jobs"].stop()
@@ -105,9 +108,10 @@ def main() -> None:
            "frames_analysed": n, "tracks": len(video["tracks"]), "upload_s": round(t_upload, 2),
            "job_elapsed_s": status["elapsed_s"], "total_s": round(total, 2), "frames_per_s": round(n / total, 2),
            "engine_timings_s": video["analysis"]["timings_s"], "annotated_codec": codec, "annotated_frames_decoded": n_out,
+           "annotated_fps": round(out_fps, 3), "annotated_audio": out_audio,
            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
     print(json.dumps(row))
-    verdict = ", ".join(f"<= {t} s: {'met' if total <= t else 'MISSED'}" for t in (60, 45))
+    verdict = ", ".join(f"<= {t} s: {'met' if total <= t else 'MISSED'}" for t in (75, 60, 45))
     print(f"{row['clip_seconds']} s {row['size']} clip, upload -> playable annotated video in {row['total_s']} s "
           f"({n} frames at {settings.fps} fps, short side {row['min_size']}: {row['frames_per_s']} frames/s; "
           f"{verdict}); peak RSS {row['peak_rss_mb']} MB")

@@ -185,7 +185,17 @@ class Replay:
         return self
 
 
-SWEEP = [  # (name, high score = the photo threshold, min_hits, closetai.track.TrackerConfig changes)
+SWEEP = [  # (name, high score = the photo threshold, min_hits, closetai.track.TrackerConfig changes[,
+    #          other analyse_video arguments])
+    ("no class change", 0.5, 3, {"cross_class_iou": None}),  # before issue 18.2: a track kept its first class
+    ("class change 0.7", 0.5, 3, {"cross_class_iou": 0.7}),
+    ("class change 0.3", 0.5, 3, {"cross_class_iou": 0.3}),
+    ("2 classes, 1 box 0.8", 0.5, 3, {"cross_class_nms_iou": 0.8}),
+    ("2 classes, 1 box 0.9", 0.5, 3, {"cross_class_nms_iou": 0.9}),
+    ("best score >= 0.7", 0.5, 3, {}, {"min_track_score": 0.7}),
+    ("best score >= 0.8", 0.5, 3, {}, {"min_track_score": 0.8}),
+    ("min_hits 4", 0.5, 4, {}),
+    ("min_hits 5", 0.5, 5, {}),
     ("no cut detection", 0.5, 3, {"cut_distance": None}),
     ("no re-id", 0.5, 3, {"reid_similarity": None}),
     ("re-id at 0.9", 0.5, 3, {"reid_similarity": 0.9}),
@@ -204,9 +214,10 @@ def run(predictor, clip: Path, truth: Truth, sweep: bool) -> list[tuple[str, dic
 
     replay = Replay(predictor)
     rows = [("defaults", score_tracks(analyse_video(replay, clip), truth))]
-    for name, high, hits, changes in SWEEP if sweep else []:
+    for name, high, hits, changes, *more in SWEEP if sweep else []:
         replay.min_score = high
-        result = analyse_video(replay.replay(), clip, tracker=TrackerConfig(**changes), min_hits=hits)
+        result = analyse_video(replay.replay(), clip, tracker=TrackerConfig(**changes), min_hits=hits,
+                               **(more[0] if more else {}))
         rows.append((name, score_tracks(result, truth)))
     return rows
 

@@ -815,8 +815,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("clip")
     s.add_argument("--json", required=True, help="output JSON file")
     s.add_argument("--annotated", help="write an annotated H.264 mp4 here")
-    s.add_argument("--all-frames", action="store_true",
-                   help="annotated video holds every frame (latest annotations), not just the analysed ones")
+    s.add_argument("--all-frames", action=argparse.BooleanOptionalAction, default=DEFAULTS["VIDEO_ANNOTATE_ALL_FRAMES"],
+                   help="annotated video holds every frame at the clip's rate, overlays interpolated between "
+                        "analysed frames (default); --no-all-frames: only the analysed frames, at --fps")
     s.add_argument("--fps", type=float, default=DEFAULTS["VIDEO_FPS"], help="analysis rate (0 = every frame)")
     s.add_argument("--model")
     s.add_argument("--device", default="auto")

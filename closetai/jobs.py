@@ -85,7 +85,7 @@ class VideoSettings:
     fps: float = DEFAULT_ANALYSIS_FPS
     min_size: int | None = DEFAULT_VIDEO_MIN_SIZE  # inference short side for video frames; None: the model's
     batch_size: int | None = None  # None: closetai.videoanalysis.default_batch_size (1 on CPU, 8 on GPU)
-    annotate_all_frames: bool = False
+    annotate_all_frames: bool = True  # every frame at the clip's rate; False: the analysed frames only
     limits: VideoLimits = field(default_factory=VideoLimits)
     shot_cuts: bool = True  # tracks end at shot cuts (closetai.track.ShotCuts)
     reid: bool = True  # after a cut, a garment that looks like one of an earlier shot continues its track
@@ -93,8 +93,9 @@ class VideoSettings:
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> VideoSettings:
         """From the web app's config or closetai.settings.load(): the same VIDEO_* keys everywhere."""
-        return cls(fps=float(cfg["VIDEO_FPS"]), min_size=int(cfg["VIDEO_MIN_SIZE"]) or None,
-                   batch_size=cfg.get("VIDEO_BATCH_SIZE"), annotate_all_frames=bool(cfg.get("VIDEO_ANNOTATE_ALL_FRAMES")),
+        return cls(fps=float(cfg["VIDEO_FPS"]), min_size=int(cfg["VIDEO_MIN_SIZE"] or 0) or None,
+                   batch_size=cfg.get("VIDEO_BATCH_SIZE"),
+                   annotate_all_frames=bool(cfg["VIDEO_ANNOTATE_ALL_FRAMES"]),
                    shot_cuts=bool(cfg["VIDEO_SHOT_CUTS"]), reid=bool(cfg["VIDEO_REID"]),
                    limits=VideoLimits(max_duration_s=float(cfg["VIDEO_MAX_DURATION_S"]),
                                       max_pixels=int(cfg["VIDEO_MAX_PIXELS"])))
@@ -469,7 +470,8 @@ def video_records(result, params: dict[str, Any], annotated: Path, crop_side: in
                      embedding=t.embedding)
             for t in result.tracks]
     summary = result.to_json(frames=False)
-    summary["analysis"]["annotated"] = {"frames": result.annotated_mode}  # the temp path means nothing later
+    # the temp path means nothing later
+    summary["analysis"]["annotated"] = {"frames": result.annotated_mode, "audio": result.annotated_audio}
     files = {"video": annotated.read_bytes(), "summary": json.dumps(summary).encode()}
     thumb = _middle_frame_jpeg(annotated, THUMB_SIDE)
     if thumb:
@@ -573,8 +575,9 @@ def job_status(job: dict[str, Any], now: datetime | None = None) -> dict[str, An
         else:
             stage = "analysing frames"
             if done > 0 and total:
-                # Linear in frames analysed, which is where the time goes; +10 % for writing the video.
-                eta = round(elapsed / done * (total - done) * 1.1 + 1, 1)
+                # Linear in frames analysed, which is where the time goes; +25 % for writing the video at
+                # the clip's full rate (bench/bench_web_video.py: 7.5 s after 31 s of analysis).
+                eta = round(elapsed / done * (total - done) * 1.25 + 1, 1)
     percent = 100.0 if status == "done" else (round(100.0 * done / total, 1) if total else 0.0)
     return {"id": job["id"], "kind": job["kind"], "status": status, "stage": stage, "done": done, "total": total,
             "percent": percent, "elapsed_s": round(max(elapsed, 0.0), 1), "eta_s": eta, "error": job["error"],

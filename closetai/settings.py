@@ -66,6 +66,8 @@ SETTINGS: tuple[Setting, ...] = (
     # videos
     Setting("CLOSETAI_VIDEO_FPS", "VIDEO_FPS", float, 5.0, "frames analysed per second of clip"),
     Setting("CLOSETAI_VIDEO_MIN_SIZE", "VIDEO_MIN_SIZE", int, 448, "inference short side of video frames"),
+    Setting("CLOSETAI_VIDEO_ALL_FRAMES", "VIDEO_ANNOTATE_ALL_FRAMES", boolean, True,
+            "annotated video holds every frame at the clip's rate; `0`: only the analysed frames (faster)"),
     Setting("CLOSETAI_VIDEO_MAX_UPLOAD_MB", "VIDEO_MAX_UPLOAD_MB", float, 200.0, "largest clip upload"),
     Setting("CLOSETAI_VIDEO_MAX_DURATION_S", "VIDEO_MAX_DURATION_S", float, 300.0,
             "longest clip (web, workers and `closetai ingest`)"),

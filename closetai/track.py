@@ -13,7 +13,10 @@ ByteTrack's ideas kept:
 3. new tracks need a higher score than matches (ByteTrack's new_track_thresh);
 4. a lost track is kept for `lost_buffer` frames, so a missed detection or two does not start a new
    track when the garment comes back.
-Changed for garments: a track never changes class (cross-class pairs are never matched), boxes are
+Changed for garments: a track prefers its own class, but the model often calls one garment by two
+neighbouring classes in turn (a waistcoat "outerwear" then "dress", a two-piece "dress" then "top"), so
+a detection of another class continues a track when its box overlaps the track's closely
+(`cross_class_iou`), and the track's class is the majority of its detections' (`Track.votes`); boxes are
 predicted with a damped constant-velocity model instead of a Kalman filter (at 5 fps the people in
 street clips walk steadily; the filter's extra state buys little here), and a new track is not
 opened on a detection that duplicates a garment of the same class already matched in this frame.
@@ -51,6 +54,13 @@ class Track:
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, dtype=np.float32))
     shot: int = 0  # the shot (between cuts) it was last seen in
     appearance: np.ndarray | None = None  # sum of its high-score detections' embeddings (direction = mean)
+    votes: dict[int, int] = field(default_factory=dict)  # class id -> detections; class_id is the majority
+
+    def vote(self, class_id: int) -> None:
+        self.votes[class_id] = self.votes.get(class_id, 0) + 1
+        # ties keep the current class: a track changes class only when another one is seen more often
+        if self.votes[class_id] > self.votes.get(self.class_id, 0):
+            self.class_id = class_id
 
     def add_appearance(self, vector: np.ndarray | None) -> None:
         if vector is not None and np.isfinite(vector).all():
@@ -63,6 +73,7 @@ class Track:
 
 
 REID_SIMILARITY = 0.94
+CROSS_CLASS_WEIGHT = 0.5  # what a cross-class pair's IoU counts for in matching (TrackerConfig.cross_class_iou)
 
 
 @dataclass
@@ -76,6 +87,12 @@ class TrackerConfig:
     duplicate_iou: float = 0.6  # a high detection this close to a same-class matched track is a duplicate
     nms_ios: float = 0.7  # same-class boxes mostly inside one another are one garment (see update)
     class_aware: bool = True
+    # A detection of another class continues a track only at this box IoU (None: never); such pairs count
+    # half their IoU in the assignment, so a same-class detection of the track always wins.
+    cross_class_iou: float | None = 0.5
+    # Two detections of different classes on (nearly) the same box in one frame: one garment the model
+    # could not decide on; the higher score is kept. None: both are kept (bench/eval_tracking.py --sweep).
+    cross_class_nms_iou: float | None = None
     cut_distance: float | None = 0.4  # ShotCuts threshold (HSV histogram distance); None: never cut
     # After a cut: the embedding cosine a garment needs to continue a track from an earlier shot (same
     # class only); None: never. Chosen on the even validation photos with every outfit shown twice
@@ -123,7 +140,9 @@ class GarmentTracker:
         iou = sv.box_iou_batch(predicted, dets.xyxy[det_idx])
         if self.config.class_aware:
             same = np.array([t.class_id for t in tracks])[:, None] == dets.class_ids[det_idx][None, :]
-            iou = np.where(same, iou, 0.0)
+            cross = self.config.cross_class_iou
+            other = 0.0 if cross is None else np.where(iou >= cross, CROSS_CLASS_WEIGHT * iou, 0.0)
+            iou = np.where(same, iou, other)
         return iou
 
     @staticmethod
@@ -139,6 +158,7 @@ class GarmentTracker:
         track.velocity = 0.5 * track.velocity + 0.5 * (box - track.box) / gap
         track.box, track.score, track.last_frame = box.copy(), float(dets.scores[i]), self.frame
         track.hits += 1
+        track.vote(int(dets.class_ids[i]))
         if dets.scores[i] >= self.config.high_score:
             track.add_appearance(self._embedding(dets, i))
 
@@ -176,6 +196,9 @@ class GarmentTracker:
             # people's bags) are side by side, not nested.
             predictions = np.column_stack([dets.xyxy, dets.scores, dets.class_ids])
             dets = dets[sv.box_non_max_suppression(predictions, cfg.nms_ios, sv.OverlapMetric.IOS)]
+        if len(dets) > 1 and cfg.cross_class_nms_iou is not None:
+            predictions = np.column_stack([dets.xyxy, dets.scores])  # no class column: across classes
+            dets = dets[sv.box_non_max_suppression(predictions, cfg.cross_class_nms_iou)]
         high = np.flatnonzero(dets.scores >= cfg.high_score)
         low = np.flatnonzero(dets.scores < cfg.high_score)
         det_track = np.zeros(len(dets), dtype=np.int64)  # 0 = no track
@@ -220,6 +243,7 @@ class GarmentTracker:
             track = Track(self._next_id, int(dets.class_ids[i]), dets.xyxy[i].copy(), float(dets.scores[i]),
                           self.frame, self.frame, shot=self.shot)
             track.add_appearance(self._embedding(dets, i))
+            track.vote(track.class_id)
             self._next_id += 1
             self.tracks.append(track)
             matched_now.append(track)

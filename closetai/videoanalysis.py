@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from closetai import ClosetAIError
 from closetai.annotate import annotate
 from closetai.colour import dominant_colour
-from closetai.detections import Detections, decode_mask, encode_mask
+from closetai.detections import Detections, decode_mask, encode_mask, mask_extent
 from closetai.track import GarmentTracker, ShotCuts, TrackerConfig
 from closetai.video import (
     DEFAULT_ANALYSIS_FPS,
@@ -113,6 +114,7 @@ class VideoResult:
     model: dict[str, Any]
     settings: dict[str, Any]
     timings: dict[str, float]
+    annotated_audio: str | None = None  # "copied aac", "re-encoded ... to aac", or "none (why)"
 
     def to_json(self, frames: bool = True) -> dict[str, Any]:
         out = {
@@ -121,7 +123,8 @@ class VideoResult:
                          "complete": self.complete, "error": self.error, "model": self.model,
                          "settings": self.settings,
                          "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
-                         "annotated": ({"path": self.annotated, "frames": self.annotated_mode}
+                         "annotated": ({"path": self.annotated, "frames": self.annotated_mode,
+                                        "audio": self.annotated_audio}
                                        if self.annotated else None)},
             "tracks": [t.to_json() for t in self.tracks],
             "timeline": self.timeline,
@@ -160,6 +163,116 @@ def _timeline(frames: list[FrameResult], class_names: tuple[str, ...]) -> dict[s
             "total": [len(f.detections) for f in frames]}
 
 
+# A track missed in up to this many analysed frames in a row still moves smoothly through the gap; a longer
+# absence (it left the picture, or was hidden) shows no overlay until it is seen again.
+INTERPOLATE_MAX_GAP = 3
+
+
+def _warp_mask(crop: np.ndarray, at: tuple[int, int], src_box: np.ndarray, dst_box: np.ndarray,
+               shape: tuple[int, int]) -> np.ndarray:
+    """Full-frame bool mask: `crop` (a mask's tight extent, top-left at `at` = (y, x)) moved and scaled
+    with its box from `src_box` to `dst_box` (x1, y1, x2, y2)."""
+    h, w = shape
+    sw, sh = max(src_box[2] - src_box[0], 1e-3), max(src_box[3] - src_box[1], 1e-3)
+    kx, ky = (dst_box[2] - dst_box[0]) / sw, (dst_box[3] - dst_box[1]) / sh
+    y0, x0 = at
+    x1 = int(round(dst_box[0] + (x0 - src_box[0]) * kx))
+    y1 = int(round(dst_box[1] + (y0 - src_box[1]) * ky))
+    x2 = int(round(dst_box[0] + (x0 + crop.shape[1] - src_box[0]) * kx))
+    y2 = int(round(dst_box[1] + (y0 + crop.shape[0] - src_box[1]) * ky))
+    out = np.zeros(shape, dtype=bool)
+    if x2 <= x1 or y2 <= y1:
+        return out
+    if (x2 - x1, y2 - y1) != (crop.shape[1], crop.shape[0]):
+        crop = cv2.resize(crop.view(np.uint8), (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST).view(bool)
+    cx1, cy1, cx2, cy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+    if cx2 > cx1 and cy2 > cy1:
+        out[cy1:cy2, cx1:cx2] = crop[cy1 - y1:cy2 - y1, cx1 - x1:cx2 - x1]
+    return out
+
+
+class _InBetween:
+    """Overlays for every frame of a clip from its analysed frames: each track's box interpolated
+    linearly between the two analysed sightings around the frame, and the nearer sighting's mask moved
+    and scaled with it. No overlay before a track's first sighting or after its last, in gaps longer
+    than INTERPOLATE_MAX_GAP analysed frames, and no sliding across a shot cut (the nearer sighting's
+    overlay is held instead). Masks are decoded once per sighting and dropped when passed: memory holds
+    the frames' RLEs plus a few decoded crops."""
+
+    def __init__(self, frames: list[FrameResult], cut_before: set[int], class_names: tuple[str, ...],
+                 shape: tuple[int, int]):
+        self.frames, self.cut_before, self.class_names, self.shape = frames, cut_before, class_names, shape
+        self.sightings: dict[int, list[tuple[int, int, int]]] = {}  # track -> [(source index, frame pos, det)]
+        for pos, fr in enumerate(frames):
+            for j, tid in enumerate(fr.detections.track_ids):
+                self.sightings.setdefault(int(tid), []).append((fr.source_index, pos, j))
+        self.pointer = dict.fromkeys(self.sightings, 0)
+        self.crops: dict[tuple[int, int], tuple[np.ndarray, tuple[int, int]] | None] = {}
+
+    def _crop(self, pos: int, j: int):
+        key = (pos, j)
+        if key not in self.crops:
+            fr = self.frames[pos]
+            if not fr.mask_rles:
+                self.crops[key] = None
+            else:
+                mask = decode_mask(fr.mask_rles[j])
+                extent = mask_extent(mask)
+                self.crops[key] = None if extent is None else (
+                    mask[extent[0]:extent[1], extent[2]:extent[3]].copy(), (extent[0], extent[2]))
+        return self.crops[key]
+
+    def _cut_between(self, pos_a: int, pos_b: int) -> bool:
+        return any(p in self.cut_before for p in range(pos_a + 1, pos_b + 1))
+
+    def at(self, source_index: int) -> Detections:
+        boxes, scores, classes, tids, masks = [], [], [], [], []
+        oldest = None
+        for tid, seen in self.sightings.items():
+            if not seen[0][0] <= source_index <= seen[-1][0]:
+                continue
+            p = self.pointer[tid]
+            while p + 1 < len(seen) and seen[p + 1][0] <= source_index:
+                p += 1
+            self.pointer[tid] = p
+            src, pos, j = seen[p]
+            fr = self.frames[pos]
+            box = fr.detections.xyxy[j].astype(np.float64)
+            if src != source_index:  # between two sightings
+                src_b, pos_b, j_b = seen[p + 1]
+                if pos_b - pos > INTERPOLATE_MAX_GAP:
+                    continue
+                u = (source_index - src) / (src_b - src)
+                box_b = self.frames[pos_b].detections.xyxy[j_b].astype(np.float64)
+                if self._cut_between(pos, pos_b):
+                    if u >= 0.5:
+                        src, pos, j, box = src_b, pos_b, j_b, box_b
+                    shown = box
+                else:
+                    shown = (1 - u) * box + u * box_b
+                    if u > 0.5:  # the nearer sighting's mask, class and score
+                        src, pos, j, box = src_b, pos_b, j_b, box_b
+            else:
+                shown = box
+            fr = self.frames[pos]
+            oldest = seen[p][1] if oldest is None else min(oldest, seen[p][1])
+            boxes.append(shown)
+            scores.append(fr.detections.scores[j])
+            classes.append(fr.detections.class_ids[j])
+            tids.append(tid)
+            crop = self._crop(pos, j)
+            masks.append(np.zeros(self.shape, dtype=bool) if crop is None
+                         else _warp_mask(crop[0], crop[1], box, shown, self.shape))
+        if oldest is not None:  # crops of sightings every track has passed are not needed again
+            for key in [k for k in self.crops if k[0] < oldest]:
+                del self.crops[key]
+        if not boxes:
+            return Detections.empty(self.class_names, *self.shape)
+        has_masks = any(fr.mask_rles for fr in self.frames)
+        return Detections(np.array(boxes), np.array(scores), np.array(classes), self.class_names,
+                          masks=np.stack(masks) if has_masks else None, track_ids=np.array(tids))
+
+
 def default_batch_size(predictor) -> int:
     """Frames per forward pass: 8 on a GPU (bench/bench_gpu.py), 1 on a CPU, where batches of 4 were
     12-18% slower per frame and took 0.35 GB more memory (bench/bench_video.py --seconds 5
@@ -171,8 +284,8 @@ def default_batch_size(predictor) -> int:
 def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAULT_ANALYSIS_FPS,
                   annotated_out: str | os.PathLike | None = None, on_progress: ProgressFn | None = None,
                   batch_size: int | None = None, *, limits: VideoLimits | None = None, min_hits: int = 3,
-                  tracker: TrackerConfig | None = None, low_score: float = 0.1,
-                  annotate_all_frames: bool = False,
+                  tracker: TrackerConfig | None = None, low_score: float = 0.1, min_track_score: float = 0.0,
+                  annotate_all_frames: bool = True,
                   should_stop: Callable[[], bool] | None = None) -> VideoResult:
     """Analyse a clip end to end.
 
@@ -180,13 +293,17 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
       embed_min_score=...)`, `min_score`, `class_names`, `info`). Its `min_score` is the tracker's high threshold; detections
       down to `low_score` are only used to extend existing tracks (ByteTrack's second round).
     fps: analysis rate; None or 0 analyses every frame.
-    annotated_out: write an H.264 mp4 with masks, boxes, labels and track ids. By default it holds the
-      analysed frames at the analysis rate; `annotate_all_frames=True` writes every frame at the
-      clip's rate, each with the latest analysed frame's annotations.
+    annotated_out: write an H.264 mp4 (yuv420p, faststart) with masks, boxes, labels and track ids, and
+      the clip's sound (copied when MP4 takes its codec, else re-encoded to AAC; a clip whose sound
+      cannot be added gives a silent video, logged). By default it holds every frame at the clip's
+      rate, each track's box interpolated between the analysed frames around it and its mask moved
+      with the box (_InBetween); `annotate_all_frames=False` writes only the analysed frames at the
+      analysis rate (cheaper).
     on_progress(done, total): called after each frame analysed and then each frame written; total =
       frames to analyse + frames to write (estimated from the header; the last call has done == total).
     batch_size: frames per forward pass; None: default_batch_size(predictor).
     min_hits: tracks seen in fewer analysed frames are dropped as flicker.
+    min_track_score: tracks whose best detection scores below this are dropped as too weak to be a garment.
     Raises the `closetai.video` errors for unusable input, AnalysisCancelled when `should_stop()`
     turns true; a clip corrupt part-way returns a partial result (complete=False, error set).
     Nothing is left at `annotated_out` unless the call returns.
@@ -224,6 +341,7 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
     embed_from = cfg.high_score if cfg.new_track_score is None else min(cfg.high_score, cfg.new_track_score)
     class_names = tuple(predictor.class_names)
     raw_frames: list[FrameResult] = []
+    cut_before: set[int] = set()  # positions in raw_frames (and frames) of the first frame after a shot cut
     stats: dict[int, _TrackStats] = {}
     timings = {"decode": 0.0, "inference": 0.0, "tracking": 0.0, "annotate_encode": 0.0}
     error: str | None = None
@@ -236,7 +354,10 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
         timings["inference"] += time.perf_counter() - t0
         for frame, dets in zip(batch, results, strict=True):
             t0 = time.perf_counter()
-            tracked = trk.update(dets, cut=cuts(frame.rgb))
+            cut = cuts(frame.rgb)
+            if cut:
+                cut_before.add(len(raw_frames))
+            tracked = trk.update(dets, cut=cut)
             rles = [encode_mask(m) for m in tracked.masks] if tracked.masks is not None else []
             for i, tid in enumerate(tracked.track_ids):
                 st = stats.setdefault(int(tid), _TrackStats(frame.time, frame.time))
@@ -282,12 +403,16 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
         raise VideoCorrupt(error or f"no frame of {Path(path).name} could be analysed")
 
     # Drop flicker tracks; number the rest 1.. in order of first appearance.
-    kept = sorted((tid for tid, st in stats.items() if st.hits >= min_hits), key=lambda t: (stats[t].first_s, t))
+    kept = sorted((tid for tid, st in stats.items() if st.hits >= min_hits and st.best_score >= min_track_score),
+                  key=lambda t: (stats[t].first_s, t))
     new_id = {old: new for new, old in enumerate(kept, start=1)}
     frames: list[FrameResult] = []
+    # A garment the model called by two classes in turn is one track: every sighting takes its majority class.
+    majority = {old: class_names.index(stats[old].votes.most_common(1)[0][0]) + 1 for old in kept}
     for fr in raw_frames:
         keep = np.array([int(t) in new_id for t in fr.detections.track_ids], dtype=bool)
         d = fr.detections[keep]
+        d.class_ids = np.array([majority[int(t)] for t in d.track_ids], dtype=np.int64)
         d.track_ids = np.array([new_id[int(t)] for t in d.track_ids], dtype=np.int64)
         frames.append(FrameResult(fr.index, fr.source_index, fr.time_s, d,
                                   [r for r, k in zip(fr.mask_rles, keep, strict=True) if k] if fr.mask_rles else []))
@@ -301,12 +426,17 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
                                    st.best_score, st.best_time_s, [round(float(v), 1) for v in st.best_box],
                                    colour, st.best_crop, st.best_embedding))
 
-    annotated_mode = None
+    annotated_mode = audio = None
     if annotated_out is not None:
         annotated_mode = "all" if annotate_all_frames else "sampled"
         total = done + (info.frame_count if annotate_all_frames else len(frames))
         t0 = time.perf_counter()
-        with H264Writer(annotated_out, info.fps if (annotate_all_frames or every) else analysis_fps) as writer:
+        # Every frame at the clip's rate, tracks' overlays interpolated between analysed frames (the clip
+        # is decoded a second time, so memory stays flat); or only the analysed frames at the analysis rate.
+        between = (_InBetween(frames, cut_before, class_names, (info.height, info.width))
+                   if annotate_all_frames else None)
+        with H264Writer(annotated_out, info.fps if (annotate_all_frames or every) else analysis_fps,
+                        audio_from=path if info.has_audio else None) as writer:
             last_source = frames[-1].source_index
             by_source = {f.source_index: f for f in frames}
             current = None
@@ -314,25 +444,30 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
                 for frame in iter_frames(path, None if annotate_all_frames else analysis_fps, limits, info):
                     if frame.source_index > last_source and (error is not None or not annotate_all_frames):
                         break
-                    current = by_source.get(frame.source_index, current)
                     if frame.index % 8 == 0:
                         check_stop()
-                    writer.write(annotate(frame.rgb, current.with_masks()))
+                    if between is not None:
+                        shown = between.at(frame.source_index)
+                    else:
+                        current = by_source.get(frame.source_index, current)
+                        shown = current.with_masks()
+                    writer.write(annotate(frame.rgb, shown))
                     done += 1
                     progress()
             except VideoCorrupt:
                 if error is None:  # decoding is deterministic: a clip that read fine once should again
                     raise
+        audio = writer.audio if info.has_audio else "none (the clip has no sound)"
         timings["annotate_encode"] = time.perf_counter() - t0
     if done != total:  # the header's frame count was an estimate; end on done == total
         total = done
         progress()
     timings["total"] = time.perf_counter() - t_start
     model = {k: v for k, v in predictor.info.items() if k in ("name", "taxonomy", "device", "embedding")}
-    settings = {"min_hits": min_hits, "batch_size": batch_size, "high_score": cfg.high_score,
+    settings = {"min_hits": min_hits, "min_track_score": min_track_score, "batch_size": batch_size, "high_score": cfg.high_score,
                 "low_score": cfg.low_score, "match_iou": cfg.match_iou, "lost_buffer": cfg.lost_buffer,
                 "shot_cuts": cuts.count if cfg.cut_distance is not None else None,
                 "reid_similarity": cfg.reid_similarity if cfg.cut_distance is not None else None}
     return VideoResult(info, analysis_fps, frames, tracks, _timeline(frames, class_names), error is None, error,
                        None if annotated_out is None else str(annotated_out), annotated_mode, model, settings,
-                       timings)
+                       timings, audio)

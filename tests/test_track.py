@@ -1,5 +1,5 @@
 """GarmentTracker on hand-built detections: one garment = one track, dropouts and low scores keep it,
-classes never merge."""
+a class flip keeps it (majority class), different garments never merge."""
 
 import numpy as np
 
@@ -75,12 +75,46 @@ def test_two_garments_of_one_class_stay_apart():
     assert out.track_ids[order].tolist() == [1, 2]
 
 
-def test_a_track_never_changes_class():
+def test_a_garment_whose_class_flips_stays_one_track_with_its_majority_class():
+    tracker = GarmentTracker()
+    classes = [1, 1, 2, 1, 2, 1, 1, 2, 1, 1]  # the model calls it "top" 7 times, "trousers" 3 times
+    ids = set()
+    for i, c in enumerate(classes):
+        out = tracker.update(dets((10 + 2 * i, 10, 110 + 2 * i, 210, 0.9, c)))
+        ids.update(out.track_ids.tolist())
+    assert ids == {1}
+    (track,) = tracker.tracks
+    assert track.class_id == 1 and track.votes == {1: 7, 2: 3}
+    # a track's class follows the majority, not the latest detection
+    tracker = GarmentTracker()
+    for c in [1, 2, 2, 2, 1]:
+        tracker.update(dets((10, 10, 110, 210, 0.9, c)))
+    assert [t.class_id for t in tracker.tracks] == [2]
+
+
+def test_two_classes_on_one_box_are_one_garment_when_asked():
+    both = dets((10, 10, 110, 210, 0.9, 1), (12, 10, 110, 212, 0.7, 2))  # IoU 0.96
+    assert sorted(GarmentTracker().update(both).labels) == ["top", "trousers"]  # off by default
+    out = GarmentTracker(cross_class_nms_iou=0.8).update(both)
+    assert out.labels == ["top"] and out.scores.tolist() == [np.float32(0.9)]
+    apart = dets((10, 10, 110, 210, 0.9, 1), (10, 150, 110, 400, 0.8, 2))  # a top above trousers
+    assert len(GarmentTracker(cross_class_nms_iou=0.8).update(apart)) == 2
+
+
+def test_another_class_continues_a_track_only_where_the_boxes_overlap_closely():
     tracker = GarmentTracker()
     tracker.update(dets((10, 10, 110, 210, 0.9, 1)))
-    out = tracker.update(dets((10, 10, 110, 210, 0.9, 2)))
+    out = tracker.update(dets((60, 10, 160, 210, 0.9, 2)))  # IoU 1/3: a different garment
     assert out.track_ids.tolist() == [2]
-    assert [t.class_id for t in tracker.tracks] == [1, 2]
+    # the same class wins over another class on the same box
+    tracker = GarmentTracker()
+    tracker.update(dets((10, 10, 110, 210, 0.9, 1)))
+    out = tracker.update(dets((10, 10, 110, 210, 0.9, 2), (14, 10, 114, 210, 0.9, 1)))
+    assert dict(zip(out.labels, out.track_ids.tolist(), strict=True)) == {"top": 1, "trousers": 2}
+    # and the switch turns it off
+    tracker = GarmentTracker(cross_class_iou=None)
+    tracker.update(dets((10, 10, 110, 210, 0.9, 1)))
+    assert tracker.update(dets((10, 10, 110, 210, 0.9, 2))).track_ids.tolist() == [2]
 
 
 def test_fast_steady_motion_is_followed_by_velocity_prediction():

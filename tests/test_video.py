@@ -4,6 +4,7 @@ tracking, progress, bad inputs, and the `closetai video` CLI."""
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -193,7 +194,7 @@ def test_panned_garment_is_one_track_and_progress_reaches_total(tmp_path):
     clip = write_clip(tmp_path / "pan.mp4", panned_frames(30), fps=15)
     out = tmp_path / "ann.mp4"
     calls = []
-    result = analyse_video(RedPredictor(), clip, fps=5, annotated_out=out, batch_size=4,
+    result = analyse_video(RedPredictor(), clip, fps=5, annotated_out=out, batch_size=4, annotate_all_frames=False,
                            on_progress=lambda d, t: calls.append((d, t)))
     assert len(result.frames) == 10
     assert calls[-1][0] == calls[-1][1] == 20  # 10 frames analysed + 10 written
@@ -217,15 +218,152 @@ def test_panned_garment_is_one_track_and_progress_reaches_total(tmp_path):
     assert decode_mask(det["mask"]).sum() == pytest.approx(40 * 30, rel=0.1)  # H.264 blurs edges
 
 
-def test_all_frames_annotated_output_holds_every_frame(tmp_path):
-    clip = write_clip(tmp_path / "pan.mp4", panned_frames(20), fps=10)
-    out = tmp_path / "ann.mp4"
-    result = analyse_video(RedPredictor(), clip, fps=5, annotated_out=out, annotate_all_frames=True)
-    assert len(result.frames) == 10 and result.annotated_mode == "all"
-    codec, _, frames = decode_back(out)
-    assert codec == "h264" and len(frames) == 20
-    assert probe_video(out).fps == pytest.approx(10)
+def write_clip_with_sound(path: Path, frames, fps: int, audio: str = "aac", fmt: str | None = None,
+                          garbage: bool = False, rate: int = 16000) -> Path:
+    """Video plus a 440 Hz tone (or, with `garbage`, random bytes declared as `audio`) as long as it."""
+    frames = list(frames)
+    seconds = len(frames) / fps
+    options = {"movflags": "+faststart"} if (fmt or path.suffix[1:]) in ("mp4", "mov") else {}
+    with av.open(str(path), "w", format=fmt, options=options) as c:
+        v = c.add_stream("libx264", rate=fps)
+        v.height, v.width = frames[0].shape[:2]
+        v.pix_fmt = "yuv420p"
+        a = c.add_stream(audio, rate=rate, layout="mono")
+        for rgb in frames:
+            for p in v.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                c.mux(p)
+        n = int(seconds * rate)
+        if garbage:
+            rng = np.random.default_rng(1)
+            for i in range(0, n, 1024):
+                packet = av.Packet(rng.integers(0, 255, 300, dtype=np.uint8).tobytes())
+                packet.stream, packet.time_base = a, Fraction(1, rate)
+                packet.pts = packet.dts = i
+                c.mux(packet)
+        else:
+            tone = 0.2 * np.sin(np.arange(n) * 2 * np.pi * 440 / rate)
+            sample_fmt = a.codec_context.format.name
+            samples = (tone * 32767).astype(np.int16) if sample_fmt.startswith("s16") else tone.astype(np.float32)
+            for i in range(0, n, 1024):
+                f = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[None, i:i + 1024]), format=sample_fmt,
+                                               layout="mono")
+                f.sample_rate, f.pts = rate, i
+                for p in a.encode(f):
+                    c.mux(p)
+            for p in a.encode():
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+    return path
 
+
+def streams_of(path: Path) -> dict[str, str]:
+    with av.open(str(path)) as c:
+        return {s.type: s.codec_context.name for s in c.streams}
+
+
+def test_annotated_video_has_every_frame_at_the_source_rate_by_default(tmp_path):
+    clip = write_clip(tmp_path / "pan.mp4", panned_frames(48), fps=24)  # 2 s at 24 fps
+    out = tmp_path / "ann.mp4"
+    calls = []
+    result = analyse_video(RedPredictor(), clip, fps=5, annotated_out=out, on_progress=lambda d, t: calls.append((d, t)))
+    assert len(result.frames) == 10 and result.annotated_mode == "all"
+    codec, pix_fmt, frames = decode_back(out)
+    assert (codec, pix_fmt, len(frames)) == ("h264", "yuv420p", 48)
+    assert probe_video(out).fps == pytest.approx(24)
+    assert calls[-1] == (58, 58)  # 10 analysed + 48 written
+    data = out.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")
+    # the analysis-rate video is still there, as a setting
+    sampled = tmp_path / "sampled.mp4"
+    analyse_video(RedPredictor(), clip, fps=5, annotated_out=sampled, annotate_all_frames=False)
+    assert len(decode_back(sampled)[2]) == 10 and probe_video(sampled).fps == pytest.approx(5)
+
+
+@pytest.mark.parametrize("name,audio,copied", [("aac.mp4", "aac", True), ("pcm.mov", "pcm_s16le", False)])
+def test_annotated_video_keeps_the_clip_sound(tmp_path, name, audio, copied):
+    clip = write_clip_with_sound(tmp_path / name, panned_frames(48), fps=24, audio=audio)
+    out = tmp_path / "ann.mp4"
+    result = analyse_video(RedPredictor(), clip, fps=5, annotated_out=out)
+    assert streams_of(out) == {"video": "h264", "audio": "aac"}
+    assert result.annotated_audio == ("copied aac" if copied else "re-encoded pcm_s16le to aac")
+    assert result.to_json()["analysis"]["annotated"]["audio"] == result.annotated_audio
+    assert len(decode_back(out)[2]) == 48
+    with av.open(str(out)) as c:
+        sound = np.concatenate([f.to_ndarray().ravel() for f in c.decode(audio=0)])
+        assert c.duration / 1e6 == pytest.approx(2.0, abs=0.15)
+    assert len(sound) / 16000 == pytest.approx(2.0, abs=0.15)
+    assert np.abs(sound).max() > 0.1  # the tone, not silence
+    data = out.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")
+    assert leftovers(tmp_path) == sorted(["ann.mp4", name] if name.endswith(".mp4") else ["ann.mp4"])
+
+
+@pytest.mark.parametrize("name,audio,garbage", [("noise.mkv", "flac", True), ("mute.mkv", "aac", None)])
+def test_a_clip_whose_sound_cannot_be_added_still_gives_a_silent_video(tmp_path, caplog, name, audio, garbage):
+    if garbage is None:  # an audio stream that holds no packet at all
+        clip = tmp_path / name
+        with av.open(str(clip), "w", format="matroska") as c:
+            v = c.add_stream("libx264", rate=10)
+            v.width, v.height, v.pix_fmt = 128, 96, "yuv420p"
+            c.add_stream(audio, rate=16000, layout="mono")
+            for rgb in panned_frames(20):
+                for p in v.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                    c.mux(p)
+            for p in v.encode():
+                c.mux(p)
+    else:
+        clip = write_clip_with_sound(tmp_path / name, panned_frames(20), fps=10, audio=audio, fmt="matroska",
+                                     garbage=True)
+    assert probe_video(clip).has_audio
+    out = tmp_path / "ann.mp4"
+    with caplog.at_level("WARNING", logger="closetai.video"):
+        result = analyse_video(RedPredictor(), clip, fps=5, annotated_out=out)
+    assert result.complete and len(result.tracks) == 1
+    assert streams_of(out) == {"video": "h264"}
+    assert len(decode_back(out)[2]) == 20
+    assert result.annotated_audio.startswith("none (")
+    assert any("is silent" in r.getMessage() and name in r.getMessage() for r in caplog.records)
+    assert leftovers(tmp_path) == ["ann.mp4"]
+
+
+GREY = 128
+
+
+def hopping_frames(n: int = 20, first: int = 4, last: int = 16, step: int = 6):
+    """Grey frames; on even frames from `first` to `last` a red garment 30x40 px at x = 20 + step*i. Odd
+    frames (never analysed at 5 fps of a 10 fps clip) are plain grey, so whatever is drawn on them is
+    the in-between overlay, not the garment itself."""
+    for i in range(n):
+        frame = np.full((96, 160, 3), GREY, dtype=np.uint8)
+        if first <= i <= last and i % 2 == 0:
+            frame[30:70, 20 + step * i:50 + step * i] = RED
+        yield frame
+
+
+def test_in_between_frames_carry_their_tracks_overlay_moved_with_the_box(tmp_path):
+    from closetai.annotate import class_colour
+
+    clip = write_clip(tmp_path / "hop.mp4", hopping_frames(), fps=10)
+    out = tmp_path / "ann.mp4"
+    result = analyse_video(RedPredictor(), clip, fps=5, annotated_out=out)
+    assert [f.source_index for f in result.frames] == list(range(0, 20, 2))
+    assert len(result.tracks) == 1 and result.tracks[0].frames_seen == 7
+    _, _, frames = decode_back(out)
+    assert len(frames) == 20
+    tint = 0.45 * np.array(class_colour(1)) + 0.55 * GREY  # the mask overlay on grey
+
+    def looks(frame, x1, x2):  # mean colour of rows 35-65 between columns x1 and x2
+        return frame[35:65, x1:x2].reshape(-1, 3).mean(axis=0)
+
+    for k in (5, 9, 13):  # odd frames between two sightings at x = 20 + 6(k-1) and 20 + 6(k+1)
+        x = 20 + 6 * k
+        assert looks(frames[k], x + 4, x + 26) == pytest.approx(tint, abs=12)  # the interpolated spot
+        assert looks(frames[k], x - 6, x - 2) == pytest.approx([GREY] * 3, abs=12)  # not held where it was
+        assert looks(frames[k], x + 32, x + 36) == pytest.approx([GREY] * 3, abs=12)  # not yet where it goes
+    # not alive: before its first sighting (frame 4) and after its last (frame 16), no overlay anywhere
+    for k in (1, 3, 17, 19):
+        assert np.abs(frames[k].astype(int) - GREY).max() < 20, k
 
 def test_only_detections_that_can_start_a_track_are_embedded(tmp_path):
     """The engine asks the predictor to embed from the lowest score a track can start at: the tracker's
@@ -249,6 +387,28 @@ def test_only_detections_that_can_start_a_track_are_embedded(tmp_path):
     assert set(p.asked) == {(0.1, 0.3)}
 
 
+class FlippingPredictor(RedPredictor):
+    """The red blob is a 'top', except on every third frame, where it is a 'dress'."""
+
+    def predict_batch(self, frames, min_score=None, **kwargs):
+        out = super().predict_batch(frames, min_score, **kwargs)
+        for d in out:
+            if len(d) and self.calls % 3 == 0:
+                d.class_ids = np.full(len(d), NAMES.index("dress") + 1)
+        return out
+
+
+def test_a_garment_called_by_two_classes_is_one_track_of_its_majority_class(tmp_path):
+    clip = write_clip(tmp_path / "pan.mp4", panned_frames(30), fps=10)
+    result = analyse_video(FlippingPredictor(), clip, fps=5, batch_size=1)
+    assert len(result.tracks) == 1
+    track = result.tracks[0]
+    assert (track.label, track.frames_seen) == ("top", 15)
+    assert track.label_votes == {"top": 10, "dress": 5}
+    assert {lab for f in result.frames for lab in f.detections.labels} == {"top"}
+    assert result.timeline["counts"] == {"top": [1] * 15}
+
+
 def test_flicker_shorter_than_min_hits_is_dropped(tmp_path):
     frames = list(panned_frames(10))
     for i in (4,):  # a one-frame red blob elsewhere: a false detection that must not count
@@ -258,6 +418,10 @@ def test_flicker_shorter_than_min_hits_is_dropped(tmp_path):
     result = analyse_video(RedPredictor(), clip, fps=None, min_hits=2)
     assert len(result.tracks) == 1
     assert analyse_video(RedPredictor(), clip, fps=None, min_hits=1).tracks[0].frames_seen == 10
+    # a track whose best detection stays below min_track_score is not counted (RedPredictor scores 0.9)
+    assert len(analyse_video(RedPredictor(), clip, fps=None, min_track_score=0.85).tracks) == 1
+    weak = analyse_video(RedPredictor(), clip, fps=None, min_track_score=0.95)
+    assert weak.tracks == [] and all(len(f.detections) == 0 for f in weak.frames)
 
 
 def test_a_box_only_predictor_is_tracked_too(tmp_path):
@@ -497,8 +661,8 @@ def test_cli_writes_tracks_frames_and_timeline(tmp_path, capsys):
     assert set(doc) == {"video", "analysis", "tracks", "frames", "timeline"}
     assert doc["analysis"]["frames_analysed"] == 10 and doc["analysis"]["fps"] == 5
     assert len(doc["timeline"]["times_s"]) == 10
-    assert doc["analysis"]["annotated"]["frames"] == "sampled"
-    assert decode_back(tmp_path / "o.mp4")[0] == "h264"
+    assert doc["analysis"]["annotated"]["frames"] == "all"
+    assert decode_back(tmp_path / "o.mp4")[0] == "h264" and len(decode_back(tmp_path / "o.mp4")[2]) == 20
     assert "10 frames analysed" in capsys.readouterr().err
     assert doc["analysis"]["settings"]["shot_cuts"] == 0
     clip = two_shots(tmp_path / "cut.mp4")
@@ -507,6 +671,11 @@ def test_cli_writes_tracks_frames_and_timeline(tmp_path, capsys):
                      "--device", "cpu", *flags]) == 0
         settings = json.loads((tmp_path / "c.json").read_text())["analysis"]["settings"]
         assert (settings["shot_cuts"], settings["reid_similarity"]) == (cuts, reid)
+    capsys.readouterr()
+    assert main(["video", str(clip), "--json", str(tmp_path / "s.json"), "--annotated", str(tmp_path / "s.mp4"),
+                 "--fps", "5", "--model", str(tmp_path / "tiny.pt"), "--device", "cpu", "--no-all-frames"]) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["analysis"]["annotated"]["frames"] == "sampled"
+    assert probe_video(tmp_path / "s.mp4").fps == pytest.approx(5)
 
 
 def test_cli_truncated_clip_writes_partial_json_and_exits_2(tmp_path, capsys):

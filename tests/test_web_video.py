@@ -135,12 +135,12 @@ def test_upload_progress_tracks_and_playable_annotated_video(app, client, tmp_pa
     assert mask.shape == (96, 128) and mask[50, 20 + 10 * 3 + 5]  # frame 10: the blob starts at x=50
     assert store.report_items(kind="video")["label"].tolist() == ["top"]  # the report counts the track once
 
-    # the annotated video: H.264 mp4, one frame per analysed frame, served with Range support
+    # the annotated video: H.264 mp4, every frame of the clip (not only the analysed ones), with Range support
     res = client.get(video["urls"]["annotated"])
     assert res.status_code == 200 and res.mimetype == "video/mp4"
     assert res.headers["Accept-Ranges"] == "bytes"
     codec, frames = decode(res.data)
-    assert codec == "h264" and len(frames) == 15 and frames[0].shape == (96, 128, 3)
+    assert codec == "h264" and len(frames) == 30 and frames[0].shape == (96, 128, 3)
     part = client.get(video["urls"]["annotated"], headers={"Range": "bytes=0-99"})
     assert part.status_code == 206 and len(part.data) == 100 and part.data == res.data[:100]
     assert part.headers["Content-Range"] == f"bytes 0-99/{len(res.data)}"
@@ -188,6 +188,23 @@ def test_reid_setting_decides_whether_a_garment_seen_again_after_a_cut_keeps_its
     job_id = upload(client, two_shots(tmp_path / "cut.mp4").read_bytes()).get_json()["job_id"]
     assert wait_done(client, job_id)[0]["status"] == "done"
     assert len(client.get(f"/api/v1/videos/{job_id}").get_json()["tracks"]) == tracks
+
+
+def test_a_clip_with_sound_plays_back_with_it(client, tmp_path):
+    from tests.test_video import write_clip_with_sound
+
+    clip = write_clip_with_sound(tmp_path / "talk.mp4", panned_frames(24), fps=12)
+    job_id = upload(client, clip.read_bytes(), "talk.mp4").get_json()["job_id"]
+    assert wait_done(client, job_id)[0]["status"] == "done"
+    video = client.get(f"/api/v1/videos/{job_id}").get_json()
+    assert video["analysis"]["annotated"] == {"frames": "all", "audio": "copied aac"}
+    data = client.get(video["urls"]["annotated"]).data
+    with av.open(io.BytesIO(data)) as c:
+        assert {s.type: s.codec_context.name for s in c.streams} == {"video": "h264", "audio": "aac"}
+        assert float(c.streams.video[0].average_rate) == pytest.approx(12)
+    page = client.get(f"/videos/{job_id}").get_data(as_text=True)
+    assert "every frame, at 12 fps" in page and "with the clip’s sound" in page
+    assert "<video id=\"annotated\" controls playsinline" in page  # not muted: the sound is the clip's
 
 
 def test_rotated_clip_comes_out_upright(client, tmp_path):
