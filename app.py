@@ -21,13 +21,13 @@ import numpy as np
 from flask import Flask
 
 from closetai import one_malloc_arena, quiet_libraries, settings
-from closetai.jobs import (
+from closetai.jobs.runner import (
     JobContext,
     ThreadJobRunner,
     VideoSettings,
     recover_interrupted,
 )
-from closetai.store import Store, default_sqlite_url
+from closetai.storage.store import Store, default_sqlite_url
 from closetai.web import LOOPBACK_HOSTS, allowed_hosts, register
 from closetai.web.auth import access_from_config
 from closetai.web.server import serve
@@ -37,7 +37,7 @@ log = logging.getLogger("closetai.app")
 
 def _heic_supported() -> bool:
     try:
-        import pillow_heif  # noqa: F401  (closetai.imageio registers it with Pillow)
+        import pillow_heif  # noqa: F401  (closetai.media.imageio registers it with Pillow)
     except ImportError:
         return False
     return True
@@ -64,7 +64,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         LOGIN_WINDOW_S=300.0,
         PREDICTOR=None,  # an already loaded Predictor (tests load the model once)
         HEIC_SUPPORTED=_heic_supported(),
-        VIDEO_BATCH_SIZE=None,  # frames per forward pass; None: 1 on a CPU, 8 on a GPU (closetai.videoanalysis)
+        VIDEO_BATCH_SIZE=None,  # frames per forward pass; None: 1 on a CPU, 8 on a GPU (closetai.analysis.video)
         JOB_PROGRESS_INTERVAL_S=0.5,
     )
     app.config.from_pyfile("config.py", silent=True)
@@ -80,12 +80,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     store = Store(app.config["DATABASE_URL"] or default_sqlite_url(app.instance_path),
                   app.config["MEDIA_ROOT"] or Path(app.instance_path) / "media")
     store.init_schema()
-    app.extensions["closetai.store"] = store
+    app.extensions["closetai.storage.store"] = store
     app.extensions["closetai.lock"] = threading.Lock()
 
     predictor = app.config.pop("PREDICTOR", None)
     if predictor is None:
-        from closetai.predict import Predictor
+        from closetai.vision.predict import Predictor
 
         started = time.perf_counter()
         predictor = Predictor(app.config["MODEL_PATH"], device=app.config["DEVICE"], threads=app.config["THREADS"])
@@ -96,7 +96,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                         len(info["classes"]), info["device"], time.perf_counter() - started)
     app.extensions["closetai.predictor"] = predictor
 
-    # Background jobs (closetai.jobs): jobs a dead process left 'running' are failed now; worker threads
+    # Background jobs (closetai.jobs.runner): jobs a dead process left 'running' are failed now; worker threads
     # start with the first upload (or main()), so `flask <command>` never starts work it would abandon.
     video = VideoSettings.from_config(app.config)
     app.extensions["closetai.video_settings"] = video
@@ -104,13 +104,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                      progress_interval_s=app.config["JOB_PROGRESS_INTERVAL_S"])
     if app.config["BROKER_URL"]:
         # Jobs run on Celery workers. No restart sweep here: a job whose worker died is redelivered and
-        # taken over by another worker (closetai.worker), which failing it from here would pre-empt.
-        from closetai.worker import CeleryJobRunner
+        # taken over by another worker (closetai.jobs.worker), which failing it from here would pre-empt.
+        from closetai.jobs.worker import CeleryJobRunner
 
-        app.extensions["closetai.jobs"] = CeleryJobRunner(app.config["BROKER_URL"])
+        app.extensions["closetai.jobs.runner"] = CeleryJobRunner(app.config["BROKER_URL"])
     else:
         recover_interrupted(store, app.config["JOB_STALE_S"])
-        app.extensions["closetai.jobs"] = ThreadJobRunner(ctx, workers=app.config["JOB_WORKERS"],
+        app.extensions["closetai.jobs.runner"] = ThreadJobRunner(ctx, workers=app.config["JOB_WORKERS"],
                                                           stale_after_s=app.config["JOB_STALE_S"])
 
     register(app)
@@ -161,7 +161,7 @@ def main() -> None:
         log.warning("listening on %s but answering only to the host names %s: set CLOSETAI_ALLOWED_HOSTS to "
                     "the name (or address) people type in their browser", host, ", ".join(LOOPBACK_HOSTS))
     log.info("ClosetAI serving on http://%s:%d (model %s on %s)", host, port, info["name"], info["device"])
-    runner = app.extensions["closetai.jobs"]
+    runner = app.extensions["closetai.jobs.runner"]
     try:
         runner.start()  # resume jobs left queued by the last run now, not at the first request
         serve(app, host=host, port=port, threads=4)

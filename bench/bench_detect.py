@@ -25,8 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from closetai.imageio import load_rgb  # noqa: E402
-from closetai.predict import Predictor  # noqa: E402
+from closetai.media.imageio import load_rgb  # noqa: E402
+from closetai.vision.predict import Predictor  # noqa: E402
 
 SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ccp" / "photos"
 

@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from closetai.predict import Predictor  # noqa: E402
+from closetai.vision.predict import Predictor  # noqa: E402
 
 PHOTO = ROOT.parent / "shared" / "data" / "ccp" / "photos" / "0010.jpg"
 

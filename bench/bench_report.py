@@ -27,8 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app import create_app  # noqa: E402
-from closetai.colour import PALETTE  # noqa: E402
-from closetai.store import Store, analyses, default_sqlite_url, detections, tracks  # noqa: E402
+from closetai.storage.store import Store, analyses, default_sqlite_url, detections, tracks  # noqa: E402
+from closetai.vision.colour import PALETTE  # noqa: E402
 
 CLASSES = ["top", "jeans", "footwear", "outerwear", "bag", "trousers", "dress", "skirt", "shorts", "sunglasses",
            "hat", "belt", "scarf", "socks", "accessory"]
@@ -150,7 +150,7 @@ def main() -> None:
     cold, _ = timed(client, "/report", a.runs, cold=True)
     print(f"{'/report, every chart drawn in the web process (REPORT_CHART_PROCESS off)':66s} median cold "
           f"{cold * 1000:6.0f} ms")
-    items = app.extensions["closetai.store"]
+    items = app.extensions["closetai.storage.store"]
     t0 = time.perf_counter()
     df = items.report_items()
     print(f"  SQL: every row (report_items, {len(df)} counted garments; the report no longer fetches them): "

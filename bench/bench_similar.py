@@ -36,7 +36,7 @@ def fill_store(store, n: int, dim: int, model: str, seed: int = 0) -> None:
 
     import numpy as np
 
-    from closetai.store import analyses, detections, embeddings, to_blob
+    from closetai.storage.store import analyses, detections, embeddings, to_blob
 
     rng = np.random.default_rng(seed)
     classes = [f"class{i}" for i in range(15)]
@@ -68,8 +68,8 @@ def fill_store(store, n: int, dim: int, model: str, seed: int = 0) -> None:
 def bench_index(items: int, queries: int, dim: int) -> None:
     import numpy as np
 
-    from closetai.similar import SimilarItems, hnsw_available
-    from closetai.store import Store
+    from closetai.insights.similar import SimilarItems, hnsw_available
+    from closetai.storage.store import Store
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/bench.sqlite", Path(tmp) / "media")
@@ -117,8 +117,8 @@ def bench_index(items: int, queries: int, dim: int) -> None:
 def bench_latency(n_photos: int, rounds: int) -> None:
     import numpy as np
 
-    from closetai.imageio import load_rgb
-    from closetai.predict import Predictor
+    from closetai.media.imageio import load_rgb
+    from closetai.vision.predict import Predictor
 
     photos_dir = REPO.parent / "shared" / "data" / "ccp" / "photos"
     if not photos_dir.is_dir():
@@ -162,7 +162,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(a.threads)
-    from closetai.embed import embedding_dim
+    from closetai.vision.embed import embedding_dim
 
     if not a.no_index:
         bench_index(a.items, a.queries, embedding_dim(128))

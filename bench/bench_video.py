@@ -24,9 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from closetai.predict import Predictor  # noqa: E402
-from closetai.video import H264Writer, iter_frames, probe_video  # noqa: E402
-from closetai.videoanalysis import analyse_video, default_batch_size  # noqa: E402
+from closetai.analysis.video import analyse_video, default_batch_size  # noqa: E402
+from closetai.media.video import H264Writer, iter_frames, probe_video  # noqa: E402
+from closetai.vision.predict import Predictor  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 
@@ -79,7 +79,7 @@ def run(predictor: Predictor, clip: Path, fps: float | None, batch_size: int | N
 
 
 def ab_rounds(predictor: Predictor, clip: Path, a: argparse.Namespace, tmp: Path) -> None:
-    from closetai.model import TEST_TIME_CHANGES
+    from closetai.vision.model import TEST_TIME_CHANGES
 
     plain = Predictor(a.model, device=a.device, threads=a.threads, min_size=a.min_size,
                       overrides=dict.fromkeys(TEST_TIME_CHANGES, False))
@@ -102,7 +102,7 @@ def main() -> None:
     p.add_argument("--model")
     p.add_argument("--device", default="auto")
     p.add_argument("--ab", type=int, default=0, metavar="ROUNDS",
-                   help="also time the model without closetai.model.TEST_TIME_CHANGES, alternating with it for "
+                   help="also time the model without closetai.vision.model.TEST_TIME_CHANGES, alternating with it for "
                         "ROUNDS rounds in this process (the machine's drift hits both alike)")
     a = p.parse_args()
     source = Path(a.clip) if a.clip else SHARED / "data" / "videos" / "street-clip-b.mp4"

@@ -30,7 +30,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app import create_app  # noqa: E402
-from closetai.predict import Predictor  # noqa: E402
+from closetai.vision.predict import Predictor  # noqa: E402
 
 SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ccp" / "photos"
 CHROMIUM = Path("/usr/bin/chromium")

@@ -61,7 +61,7 @@ def main() -> None:
     from waitress import create_server
 
     from app import create_app
-    from closetai.predict import Predictor
+    from closetai.vision.predict import Predictor
 
     source = Path(a.clip) if a.clip else SHARED / "data" / "videos" / "street-clip-b.mp4"
     with tempfile.TemporaryDirectory() as d:
@@ -98,7 +98,7 @@ def main() -> None:
             out_audio = c.streams.audio[0].codec_context.name if c.streams.audio else None
             n_out = sum(1 for _ in c.decode(video=0))
         total = time.perf_counter() - t0
-        app.extensions["closetai.jobs"].stop()
+        app.extensions["closetai.jobs.runner"].stop()
         srv.close()
 
     n = video["analysis"]["frames_analysed"]

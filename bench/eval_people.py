@@ -3,11 +3,11 @@
     python bench/eval_people.py [--model M] [--split val|select] [--conditions side-by-side,group,grid]
                                 [--limit N] [--min-share 0.3,0.4,0.5,0.6,0.7]
 
-Each composite (closetai.data.conditions) places several CCP photos' people in one frame; every instance
+Each composite (closetai.training.data.conditions) places several CCP photos' people in one frame; every instance
 keeps which person it came from (Sample.group). Printed per condition:
 - person mask AP (the model's `person` class against the silhouettes);
 - garments assigned to the right person: of the ground-truth garments a detection found (same class,
-  mask IoU >= 0.5), the share whose detection closetai.people assigned to the detected person matching
+  mask IoU >= 0.5), the share whose detection closetai.vision.people assigned to the detected person matching
   the garment's own person (mask IoU >= 0.5), for each --min-share;
 - outfit pairs: pairs of garment classes worn by one person, found vs truth (precision and recall over
   the composites).
@@ -26,12 +26,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from closetai.data.ccp import CCPDataset  # noqa: E402
-from closetai.data.conditions import ConditionSet  # noqa: E402
-from closetai.evaluate import CocoEvaluator, _people_only  # noqa: E402
-from closetai.people import assign_garments  # noqa: E402
-from closetai.predict import Predictor  # noqa: E402
-from closetai.taxonomy import PERSON  # noqa: E402
+from closetai.training.data.ccp import CCPDataset  # noqa: E402
+from closetai.training.data.conditions import ConditionSet  # noqa: E402
+from closetai.training.evaluate import CocoEvaluator, _people_only  # noqa: E402
+from closetai.vision.people import assign_garments  # noqa: E402
+from closetai.vision.predict import Predictor  # noqa: E402
+from closetai.vision.taxonomy import PERSON  # noqa: E402
 
 SHARED_CCP = REPO.parent / "shared" / "data" / "ccp"
 

@@ -1,11 +1,11 @@
 """Does the trend report tell the truth? Raw vs corrected shares on held-out tagged CCP photos (issue 17.1).
 
-The correction's rates come from the "calibration" split (closetai.data.tags; `closetai calibrate-report`
+The correction's rates come from the "calibration" split (closetai.training.data.tags; `closetai calibrate-report`
 writes them beside the model). This scores on the "report-eval" split, which nothing fits on: each
 photo's tagged classes are the truth; the report's raw share of a class is the share of photos where
 the detector found it (best score >= the model's threshold, as the web app stores detections); the
 report's estimate is probabilistic counting on the stored detections' score bins with its bootstrap
-interval (closetai.quantify.pcc_from_bins), printed beside adjusted classify-and-count (ACC, what the
+interval (closetai.insights.quantify.pcc_from_bins), printed beside adjusted classify-and-count (ACC, what the
 report's comparisons use), probabilistic counting with every score, and EM prior adjustment.
 
   python bench/eval_report.py [--model models/closetai-ccp15.pt] [--data ../shared/data/ccp]
@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from closetai.quantify import (  # noqa: E402
+from closetai.insights.quantify import (  # noqa: E402
     Rates,
     bins_of_scores,
     estimate_shares,
@@ -92,7 +92,7 @@ def main() -> int:
     sets, counts = np.unique(found, axis=0, return_counts=True)
     est = estimate_shares(sets, counts, rates, seed=a.seed)
     pcc = probabilistic_count(rates.scores, rates.truth, held.scores[:, held_idx])
-    # The report's estimate (closetai.report): probabilistic counting on the stored detections' score
+    # The report's estimate (closetai.insights.report): probabilistic counting on the stored detections' score
     # bins, with its bootstrap interval; and the same with EM prior adjustment.
     bins = bins_of_scores(held.scores[:, held_idx], rates.threshold)
     report = pcc_from_bins(bins, len(held.truth), rates, seed=a.seed)

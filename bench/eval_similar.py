@@ -35,7 +35,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from closetai.embed import colour_histogram, l2_normalise  # noqa: E402
+from closetai.vision.embed import colour_histogram, l2_normalise  # noqa: E402
 
 
 # -- metrics -------------------------------------------------------------------------------------------
@@ -155,7 +155,7 @@ def colour_embedder(rgb: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
 def ccp_views(ccp_root: Path, val_files: list[str], copies: int, seed: int, limit: int | None = None):
     """Yield (rgb, masks, keys, labels, is_original) per photo version: the original with all its garments,
     then `copies` augmented copies per garment."""
-    from closetai.data.ccp import CCPDataset
+    from closetai.training.data.ccp import CCPDataset
 
     stems = sorted(Path(f).stem for f in val_files)
     ds = CCPDataset(ccp_root, ids=stems[:limit] if limit else stems)
@@ -178,7 +178,7 @@ def ccp_views(ccp_root: Path, val_files: list[str], copies: int, seed: int, limi
 
 def df2_items(df2_root: Path, limit: int | None = None):
     """Yield (rgb, masks, keys "pair_id/style", is_shop) per DeepFashion2 image, items with style > 0."""
-    from closetai.data.deepfashion2 import DeepFashion2Dataset
+    from closetai.training.data.deepfashion2 import DeepFashion2Dataset
 
     ds = DeepFashion2Dataset(df2_root)
     n = min(len(ds), limit) if limit else len(ds)
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from closetai.predict import Predictor
+    from closetai.vision.predict import Predictor
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     predictor = Predictor(a.model, device=a.device)

@@ -1,5 +1,5 @@
 """What a user sees at a score threshold: precision and recall of the shown garments, with ClosetAI's
-test-time changes to torchvision's Mask R-CNN (closetai.model.TEST_TIME_CHANGES: mask scoring, aligned
+test-time changes to torchvision's Mask R-CNN (closetai.vision.model.TEST_TIME_CHANGES: mask scoring, aligned
 mask pasting, antialiased shrinking) and without them, on the model's CCP validation split.
 
     python bench/eval_threshold.py [--thresholds 0.3 0.4 0.5 0.6] [--limit N]
@@ -22,10 +22,10 @@ from pycocotools import mask as mask_utils
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from closetai.data import open_dataset  # noqa: E402
-from closetai.detections import encode_mask  # noqa: E402
-from closetai.model import TEST_TIME_CHANGES  # noqa: E402
-from closetai.predict import Predictor  # noqa: E402
+from closetai.training.data import open_dataset  # noqa: E402
+from closetai.vision.detections import encode_mask  # noqa: E402
+from closetai.vision.model import TEST_TIME_CHANGES  # noqa: E402
+from closetai.vision.predict import Predictor  # noqa: E402
 
 SHARED_CCP = REPO.parent / "shared" / "data" / "ccp"
 

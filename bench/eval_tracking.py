@@ -6,7 +6,7 @@ There is no labelled street video here, so the clip is made from labelled CCP ph
 validation split: one shot per photo, SHOT_S seconds at 5 fps, the camera drifting and zooming across
 the photo (each frame a moving crop with brightness and blur jitter), hard cuts between shots, encoded
 with H.264 like an upload. Each frame's ground truth is the photo's garment masks, cropped like the
-frame. The clip goes through the real engine (closetai.videoanalysis.analyse_video, default settings);
+frame. The clip goes through the real engine (closetai.analysis.video.analyse_video, default settings);
 each kept track is then matched to the ground truth frame by frame (box IoU >= 0.5, one-to-one per
 frame) and belongs to the garment that most of its frames matched (none: a false track).
 
@@ -22,7 +22,7 @@ these are the optimistic end; what they are for is comparing tracker settings an
 the same frames. --revisit gives every photo a second shot later on (the same outfit again, as reels
 cut back to it, a minute or two later), which the tracker should recognise by appearance. --sweep
 replays the recorded detections through other tracker settings (no second detector pass); --compare
-also runs the detector without its test-time changes (closetai.model).
+also runs the detector without its test-time changes (closetai.vision.model).
 --half a / b: the even / odd photos of the validation split (tune on one, report on the other).
 """
 
@@ -67,8 +67,8 @@ def make_clip(ccp: Path, files: list[str], out: Path, shot_s: float, seed: int, 
     """Write the clip (one moving-camera shot per photo) to `out`; -> its ground truth. revisit: then
     every photo once more, in another order, with another camera path, mirrored half the time (the same
     outfit in a later shot, as fashion reels cut back to it): its garments should keep their tracks."""
-    from closetai.data.ccp import CCPDataset
-    from closetai.video import H264Writer
+    from closetai.media.video import H264Writer
+    from closetai.training.data.ccp import CCPDataset
 
     ds = CCPDataset(ccp, ids=[Path(f).stem for f in files])
     rng = np.random.default_rng(seed)
@@ -185,7 +185,7 @@ class Replay:
         return self
 
 
-SWEEP = [  # (name, high score = the photo threshold, min_hits, closetai.track.TrackerConfig changes[,
+SWEEP = [  # (name, high score = the photo threshold, min_hits, closetai.analysis.track.TrackerConfig changes[,
     #          other analyse_video arguments])
     ("no class change", 0.5, 3, {"cross_class_iou": None}),  # before issue 18.2: a track kept its first class
     ("class change 0.7", 0.5, 3, {"cross_class_iou": 0.7}),
@@ -209,8 +209,8 @@ SWEEP = [  # (name, high score = the photo threshold, min_hits, closetai.track.T
 
 
 def run(predictor, clip: Path, truth: Truth, sweep: bool) -> list[tuple[str, dict]]:
-    from closetai.track import TrackerConfig
-    from closetai.videoanalysis import analyse_video
+    from closetai.analysis.track import TrackerConfig
+    from closetai.analysis.video import analyse_video
 
     replay = Replay(predictor)
     rows = [("defaults", score_tracks(analyse_video(replay, clip), truth))]
@@ -225,9 +225,9 @@ def run(predictor, clip: Path, truth: Truth, sweep: bool) -> list[tuple[str, dic
 def print_cuts(clips: list[str], predictor) -> None:
     """Each clip's ShotCuts distances at the default analysis rate (the largest ones, with times), and the
     tracks the engine keeps with and without cut detection (no ground truth: what changes)."""
-    from closetai.track import ShotCuts, TrackerConfig
-    from closetai.video import iter_frames
-    from closetai.videoanalysis import analyse_video
+    from closetai.analysis.track import ShotCuts, TrackerConfig
+    from closetai.analysis.video import analyse_video
+    from closetai.media.video import iter_frames
 
     threshold = TrackerConfig().cut_distance
     for clip in clips:
@@ -264,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from closetai.model import TEST_TIME_CHANGES
-    from closetai.predict import Predictor
+    from closetai.vision.model import TEST_TIME_CHANGES
+    from closetai.vision.predict import Predictor
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     predictor = Predictor(a.model, device="cpu")

@@ -61,7 +61,7 @@ def one_malloc_arena() -> bool:
 
 def quiet_libraries() -> None:
     """Log what an operator acts on (issue 20.10). Alembic's INFO lines (seven "setup plugin" at every
-    start, each revision's docstring) say nothing an operator needs: closetai.store logs one line when it
+    start, each revision's docstring) say nothing an operator needs: closetai.storage.store logs one line when it
     upgrades the schema. waitress warns "Task queue depth is N" whenever a request waits a moment for one
     of the threads, which a page's burst of chart and media requests does on every visit."""
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -13,8 +13,8 @@ DEFAULTS = settings.defaults()  # `closetai video` starts from the web app's vid
 
 
 def _cmd_prepare(a: argparse.Namespace) -> int:
-    from closetai.data import open_dataset
-    from closetai.data.pack import make_pack
+    from closetai.training.data import open_dataset
+    from closetai.training.data.pack import make_pack
 
     ds = open_dataset(a.data, **({"person": True} if a.person else {}))
     taxonomy = getattr(getattr(ds, "taxonomy", None), "name", "") or getattr(ds, "taxonomy_name", "") or ""
@@ -32,8 +32,8 @@ def _cmd_prepare(a: argparse.Namespace) -> int:
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
-    from closetai.data import open_dataset
-    from closetai.train import TrainArgs, train
+    from closetai.training.data import open_dataset
+    from closetai.training.train import TrainArgs, train
 
     data = Path(a.data)
     pack_meta, split_meta, selector = {}, {}, None
@@ -41,8 +41,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
         pack_meta = json.loads((data / "pack.json").read_text())
         reader, val_reader = open_dataset(data / "train.json"), open_dataset(data / "val.json")
         if (data / "select.json").is_file():  # choose on the selection photos; never look at val
-            from closetai.selection import Selection
-            from closetai.taxonomy import PERSON
+            from closetai.training.selection import Selection
+            from closetai.vision.taxonomy import PERSON
 
             select = open_dataset(data / "select.json")
             if PERSON not in select.classes:
@@ -56,7 +56,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     else:
         reader, val_reader = open_dataset(data), (open_dataset(a.val) if a.val else None)
     if a.extra:
-        from closetai.data import ConcatReader
+        from closetai.training.data import ConcatReader
 
         reader = ConcatReader([reader, *(open_dataset(p) for p in a.extra)])
     taxonomy = pack_meta.get("taxonomy") or getattr(getattr(reader, "taxonomy", None), "name", "") or "closetai-ccp-15"
@@ -66,7 +66,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
             config[key] = getattr(a, key)
     if a.train_sizes:
         config["train_min_size"] = [int(s) for s in a.train_sizes.split(",")]
-    from closetai.taxonomy import PERSON
+    from closetai.vision.taxonomy import PERSON
 
     args = TrainArgs(
         data=pack_meta.get("source", str(data)), out=a.out, epochs=a.epochs, time_budget=a.time_budget,
@@ -95,9 +95,9 @@ def _cmd_train(a: argparse.Namespace) -> int:
 def _fine_tune_split(a: argparse.Namespace):
     """A fine-tune on a CCP folder (`--init MODEL`): validation = the starting model's validation photos,
     so the reported split stays unseen; selection = a share of the rest, where the epoch is chosen
-    (closetai.selection); training = what is left."""
-    from closetai.data.ccp import CCPDataset
-    from closetai.selection import Selection
+    (closetai.training.selection); training = what is left."""
+    from closetai.training.data.ccp import CCPDataset
+    from closetai.training.selection import Selection
 
     train_ids, select_ids, val_ids = fine_tune_split_ids(a.data, a.init, a.select_fraction, a.seed)
     reader = CCPDataset(a.data, ids=train_ids, person=a.person)
@@ -118,9 +118,9 @@ def fine_tune_split_ids(ccp_root: str, init_model: str, select_fraction: float =
     """(train, selection, validation) CCP photo ids of a fine-tune from init_model: validation = the
     model's own validation photos; selection = a seeded share of the rest. The training and the
     pseudo-label threshold use the same selection photos."""
-    from closetai.data.ccp import CCPDataset
-    from closetai.data.pack import split_indices
-    from closetai.model import read_model_file
+    from closetai.training.data.ccp import CCPDataset
+    from closetai.training.data.pack import split_indices
+    from closetai.vision.model import read_model_file
 
     trained = read_model_file(init_model)["metadata"].get("trained", {})
     val_stems = {Path(f).stem for f in trained.get("val_files", [])}
@@ -134,20 +134,20 @@ def fine_tune_split_ids(ccp_root: str, init_model: str, select_fraction: float =
 
 
 def _cmd_pseudo_label(a: argparse.Namespace) -> int:
-    """Self-training labels for the tagged unlabelled CCP photos (closetai.data.pseudo)."""
+    """Self-training labels for the tagged unlabelled CCP photos (closetai.training.data.pseudo)."""
     import time
 
     import numpy as np
     from tqdm import tqdm
 
-    from closetai.data import pseudo
-    from closetai.data.ccp import CCPDataset
-    from closetai.data.tags import photos_in_split, read_image_tags
-    from closetai.detections import encode_mask
-    from closetai.evaluate import write_json_atomic
-    from closetai.imageio import load_rgb
-    from closetai.predict import Predictor
-    from closetai.taxonomy import CCP15, PERSON
+    from closetai.media.imageio import load_rgb
+    from closetai.training.data import pseudo
+    from closetai.training.data.ccp import CCPDataset
+    from closetai.training.data.tags import photos_in_split, read_image_tags
+    from closetai.training.evaluate import write_json_atomic
+    from closetai.vision.detections import encode_mask
+    from closetai.vision.predict import Predictor
+    from closetai.vision.taxonomy import CCP15, PERSON
 
     started = time.perf_counter()
     root = Path(a.data)
@@ -207,7 +207,7 @@ def _record_split(model_path: str, pack_meta: dict) -> None:
     """Store the pack's validation file names in the model, so `evaluate --split val` can find them."""
     import torch
 
-    from closetai.model import read_model_file, save_model  # noqa: F401
+    from closetai.vision.model import read_model_file, save_model  # noqa: F401
 
     blob = read_model_file(model_path)
     blob["metadata"]["trained"]["val_files"] = pack_meta["val_files"]
@@ -239,7 +239,7 @@ def _restrict_to_split(ds, meta: dict, split: str, model: str, data: str) -> Non
 
 
 def _condition_names(spec: str) -> list[str]:
-    from closetai.data.conditions import CONDITIONS, FRAMING, QUALITY
+    from closetai.training.data.conditions import CONDITIONS, FRAMING, QUALITY
 
     groups = {"all": list(CONDITIONS), "framing": ["clean", *FRAMING], "quality": ["clean", *QUALITY]}
     if spec in groups:
@@ -252,11 +252,11 @@ def _condition_names(spec: str) -> list[str]:
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
-    from closetai.data import open_dataset
-    from closetai.evaluate import evaluate_predictor, write_json_atomic
-    from closetai.model import TEST_TIME_CHANGES
-    from closetai.predict import Predictor
-    from closetai.taxonomy import PERSON
+    from closetai.training.data import open_dataset
+    from closetai.training.evaluate import evaluate_predictor, write_json_atomic
+    from closetai.vision.model import TEST_TIME_CHANGES
+    from closetai.vision.predict import Predictor
+    from closetai.vision.taxonomy import PERSON
 
     overrides = dict.fromkeys(a.without, False)
 
@@ -275,7 +275,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
         return _evaluate_conditions(a, predictor, ds, person_label)
     results = evaluate_predictor(predictor, ds, limit=a.limit, person_label=person_label)
     if a.served:
-        # What `detect` and the web app return: other-class overlaps demoted as served (closetai.predict).
+        # What `detect` and the web app return: other-class overlaps demoted as served (closetai.vision.predict).
         served = evaluate_predictor(predictor_with(a.served_iou), ds, limit=a.limit, person_label=person_label)
         results["served"] = {"cross_class_iou": a.served_iou, "box_AP": served["box"]["AP"],
                              "mask_AP": served["mask"]["AP"],
@@ -291,7 +291,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     if a.json:
         write_json_atomic(results, a.json)
     if a.card:
-        from closetai.modelcard import write_model_card
+        from closetai.training.modelcard import write_model_card
 
         robustness = json.loads(Path(a.robustness).read_text()) if a.robustness else None
         write_model_card(a.model, results, a.card, robustness)
@@ -314,9 +314,9 @@ def _is_ccp(path: str) -> bool:
 
 
 def _evaluate_conditions(a: argparse.Namespace, predictor, ds, person_label: int | None) -> int:
-    """The robustness benchmark (closetai.data.conditions): AP per condition, their mean, the clean figure."""
-    from closetai.data.conditions import ConditionSet
-    from closetai.evaluate import conditions_table, evaluate_conditions, write_json_atomic
+    """The robustness benchmark (closetai.training.data.conditions): AP per condition, their mean, the clean figure."""
+    from closetai.training.data.conditions import ConditionSet
+    from closetai.training.evaluate import conditions_table, evaluate_conditions, write_json_atomic
 
     if person_label is None:
         raise ClosetAIError("--conditions needs person silhouettes: a CCP folder (photos/ + annotations/)")
@@ -338,11 +338,11 @@ def _evaluate_conditions(a: argparse.Namespace, predictor, ds, person_label: int
 
 
 def _cmd_detect(a: argparse.Namespace) -> int:
-    from closetai.annotate import annotate
-    from closetai.evaluate import write_json_atomic
-    from closetai.imageio import load_rgb, save_jpeg  # noqa: F401
-    from closetai.people import with_people
-    from closetai.predict import Predictor
+    from closetai.media.imageio import load_rgb, save_jpeg  # noqa: F401
+    from closetai.training.evaluate import write_json_atomic
+    from closetai.vision.annotate import annotate
+    from closetai.vision.people import with_people
+    from closetai.vision.predict import Predictor
 
     predictor = Predictor(a.model, device=a.device, min_score=a.min_score, threads=a.threads)
     results, failed = [], []
@@ -376,11 +376,11 @@ def _cmd_detect(a: argparse.Namespace) -> int:
 def _cmd_video(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from closetai.evaluate import write_json_atomic
-    from closetai.predict import Predictor
-    from closetai.track import tracker_config
-    from closetai.video import VideoLimits, probe_video
-    from closetai.videoanalysis import analyse_video
+    from closetai.analysis.track import tracker_config
+    from closetai.analysis.video import analyse_video
+    from closetai.media.video import VideoLimits, probe_video
+    from closetai.training.evaluate import write_json_atomic
+    from closetai.vision.predict import Predictor
 
     limits = VideoLimits(max_duration_s=a.max_duration, max_pixels=a.max_pixels)
     probe_video(a.clip, limits)  # fail on bad input before the model loads
@@ -408,7 +408,7 @@ def _cmd_video(a: argparse.Namespace) -> int:
 def _open_store(a: argparse.Namespace):
     """The same database and media folder the web app uses (app.py): --instance / $CLOSETAI_INSTANCE,
     else instance/ beside app.py; $CLOSETAI_DATABASE_URL and $CLOSETAI_MEDIA_ROOT override as there."""
-    from closetai.store import store_from_env
+    from closetai.storage.store import store_from_env
 
     store = store_from_env(a.instance, a.database_url)
     if store.engine.dialect.name == "sqlite" and store.engine.url.database:  # its folder before the first connect
@@ -430,7 +430,7 @@ def _cmd_ingest(a: argparse.Namespace) -> int:
         return _ingest_on_workers(a, store, broker)
 
     def load_predictor():
-        from closetai.predict import Predictor
+        from closetai.vision.predict import Predictor
 
         return Predictor(a.model, device=a.device, threads=a.threads)
 
@@ -468,7 +468,7 @@ def settings_load() -> dict:
 def video_settings():
     """How `closetai ingest` analyses clips: the web app's and the workers' CLOSETAI_VIDEO_* settings
     (limits, rate, cuts, re-identification), so a clip means the same wherever it is analysed."""
-    from closetai.jobs import VideoSettings
+    from closetai.jobs.runner import VideoSettings
 
     return VideoSettings.from_config(settings_load())
 
@@ -483,7 +483,7 @@ def _ingest_on_workers(a: argparse.Namespace, store, broker: str) -> int:
     from tqdm import tqdm
 
     from closetai.ingest import collect_jobs, queue_folder
-    from closetai.worker import CeleryJobRunner
+    from closetai.jobs.worker import CeleryJobRunner
 
     started = time.perf_counter()
     settings = video_settings()
@@ -533,7 +533,7 @@ def _cmd_settings(a: argparse.Namespace) -> int:
 
 
 def _cmd_worker(a: argparse.Namespace) -> int:
-    """A Celery worker (closetai.worker) on the shared database: --concurrency processes, each loading the
+    """A Celery worker (closetai.jobs.worker) on the shared database: --concurrency processes, each loading the
     model on its first job."""
     import os
 
@@ -551,7 +551,7 @@ def _cmd_worker(a: argparse.Namespace) -> int:
             os.environ[var] = str(value)
     store.dispose()  # no pooled connection may cross the fork
 
-    from closetai.worker import celery, configure
+    from closetai.jobs.worker import celery, configure
 
     configure(celery, broker)
     celery.worker_main(["worker", "--pool=prefork", f"--concurrency={a.concurrency}", f"--loglevel={a.loglevel}",
@@ -560,10 +560,10 @@ def _cmd_worker(a: argparse.Namespace) -> int:
 
 
 def _ingest_videos(a: argparse.Namespace, store, videos: list[Path], load_predictor) -> tuple[int, bool]:
-    """Clips found by `closetai ingest`: each through the web's video job (closetai.jobs), one at a time.
+    """Clips found by `closetai ingest`: each through the web's video job (closetai.jobs.runner), one at a time.
     Returns (stored or already stored, interrupted)."""
 
-    from closetai.jobs import ingest_video
+    from closetai.jobs.runner import ingest_video
 
     settings = video_settings()
     predictor, ok = None, 0
@@ -600,15 +600,15 @@ def _cmd_report(a: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
-    from closetai.report import CHARTS, ReportFilters, load_report, render_chart, to_csv, to_json
+    from closetai.insights.report import CHARTS, ReportFilters, load_report, render_chart, to_csv, to_json
 
     filters = ReportFilters.parse(a.source or (), a.since, a.until, a.kind, a.min_score, a.period)
     out = Path(a.out)
     if out.exists() and not (out.is_dir() and (out / "report.json").is_file()):
         # Replacing a folder means deleting it: only ever one this command wrote before.
         raise ClosetAIError(f"{out} exists and is not an earlier report folder; choose a new --out")
-    from closetai.predict import default_model_path
-    from closetai.quantify import load_rates
+    from closetai.insights.quantify import load_rates
+    from closetai.vision.predict import default_model_path
 
     report = load_report(_open_store(a), filters, load_rates(Path(a.model) if a.model else default_model_path()))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -639,8 +639,8 @@ def _cmd_report(a: argparse.Namespace) -> int:
 def _cmd_reindex(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from closetai.predict import Predictor
-    from closetai.similar import reindex
+    from closetai.insights.similar import reindex
+    from closetai.vision.predict import Predictor
 
     store = _open_store(a)
     predictor = Predictor(a.model, device=a.device, threads=a.threads)
@@ -655,12 +655,12 @@ def _cmd_reindex(a: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate_report(a: argparse.Namespace) -> int:
-    """Measure the trend report's correction rates (closetai.quantify) on the tagged calibration photos."""
+    """Measure the trend report's correction rates (closetai.insights.quantify) on the tagged calibration photos."""
     from tqdm import tqdm
 
-    from closetai.data.tags import photos_in_split, read_image_tags
-    from closetai.predict import Predictor, default_model_path
-    from closetai.quantify import measure_rates, rates_path
+    from closetai.insights.quantify import measure_rates, rates_path
+    from closetai.training.data.tags import photos_in_split, read_image_tags
+    from closetai.vision.predict import Predictor, default_model_path
 
     if a.split != "calibration" and not a.out:
         raise ClosetAIError("only the calibration split is written beside the model; give --out for another split")
@@ -741,7 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--person", action="store_true", help="CCP: also learn `person` (every non-null label)")
     s.add_argument("--augment", choices=["basic", "strong"], default="basic",
                    help="strong: copy-paste of people and garments, mosaics, large-scale jitter, turns, tilts, "
-                        "blur, noise, low light, JPEG (closetai/data/augment.py)")
+                        "blur, noise, low light, JPEG (closetai/training/data/augment.py)")
     s.add_argument("--extra", action="append", default=[], metavar="COCO_JSON",
                    help="more training data with the same classes, e.g. pseudo-labels (`closetai pseudo-label`)")
     s.add_argument("--trainable-stages", type=int,
@@ -796,7 +796,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--without", action="append", default=[], metavar="CHANGE",
                    choices=["mask_scoring", "aligned_paste", "antialias"],
                    help="turn off one of ClosetAI's test-time changes to torchvision's Mask R-CNN, for comparison "
-                        "(repeatable): mask_scoring, aligned_paste, antialias (closetai/model.py)")
+                        "(repeatable): mask_scoring, aligned_paste, antialias (closetai/vision/model.py)")
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int)
     s.set_defaults(func=_cmd_evaluate)

@@ -1,9 +1,9 @@
 """Bulk ingest: analyse every photo in a folder into the store, resumably.
 
 Two ways: ingest_folder analyses here, one photo after another; with a queue (CLOSETAI_BROKER_URL),
-queue_folder makes one job per new file for the workers (closetai.worker) and collect_jobs waits for them.
+queue_folder makes one job per new file for the workers (closetai.jobs.worker) and collect_jobs waits for them.
 
-Each photo goes through closetai.analyse.analyse_photo (the same path as a web upload) and is stored in
+Each photo goes through closetai.analysis.photo.analyse_photo (the same path as a web upload) and is stored in
 its own transaction, so a killed run loses at most the photo in flight; a re-run skips every file whose
 content sha256 is already stored. Unreadable files are collected and reported, never fatal.
 """
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from closetai import ClosetAIError
-from closetai.analyse import analyse_photo
-from closetai.store import Store, StoreError
+from closetai.analysis.photo import analyse_photo
+from closetai.storage.store import Store, StoreError
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm"}
@@ -142,7 +142,7 @@ def ingest_folder(folder: str | os.PathLike, store: Store, predictor_factory: Ca
     return summary
 
 
-# ---- fanned out to queue workers (closetai.worker; CLOSETAI_BROKER_URL set) -------------------------
+# ---- fanned out to queue workers (closetai.jobs.worker; CLOSETAI_BROKER_URL set) -------------------------
 
 @dataclass
 class FanOut:
@@ -163,13 +163,13 @@ def queue_folder(folder: str | os.PathLike, store: Store, submit: Callable[[int]
                  min_score: float | None = None, max_side: int | None = None, video_settings=None) -> FanOut:
     """One job per new file (kind 'photo' or 'video'), each handed to `submit` (a queue). Skips content
     already stored or already queued (sha256, as ingest_folder); a job an earlier run left 'queued' is
-    submitted again, in case its message was lost (a duplicate message is a no-op: closetai.worker).
+    submitted again, in case its message was lost (a duplicate message is a no-op: closetai.jobs.worker).
 
     Clips are probed here (a bad one is unreadable at once, as in the web upload); photos are decoded by
     the worker, whose job then fails with the reader's message (collect_jobs files it as unreadable).
     """
     from closetai import sha256_file
-    from closetai.jobs import VideoSettings, create_photo_job, create_video_job, save_upload
+    from closetai.jobs.runner import VideoSettings, create_photo_job, create_video_job, save_upload
 
     photos, videos = find_media(folder, recursive, pattern)
     if limit is not None:
@@ -231,7 +231,7 @@ def collect_jobs(fan: FanOut, store: Store, on_finished: Callable[[int], None] |
     wait (the jobs go on in the workers) with summary.interrupted set."""
     import time
 
-    from closetai.jobs import INTERNAL
+    from closetai.jobs.runner import INTERNAL
 
     summary = fan.summary
     pending = set(fan.job_ids)

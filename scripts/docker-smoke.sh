@@ -469,7 +469,7 @@ Path(results).write_text(json.dumps({"photo_s": round(photo_s, 1), "clip_s": rou
 PY
 
 JOB_ID=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["job_id"])' "$WORK/results")
-# Which container ran the clip: the job records its worker's host name (closetai.jobs).
+# Which container ran the clip: the job records its worker's host name (closetai.jobs.runner).
 RAN_ON=$("${COMPOSE[@]}" exec -T postgres psql -U closetai -d closetai -tAc "SELECT params FROM jobs WHERE id = $JOB_ID" \
          | python3 -c 'import json, sys; print((json.load(sys.stdin).get("worker") or {}).get("host", ""))')
 WORKER_HOST=$(docker inspect -f '{{.Config.Hostname}}' "$("${COMPOSE[@]}" ps -q worker)")

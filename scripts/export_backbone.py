@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from closetai.model import lite2_imagenet_state_dict
+from closetai.vision.model import lite2_imagenet_state_dict
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "packs/backbone/lite2_tv_fp16.pt")
 out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Fit the similar-items whitening (closetai.embed.Whitening) for a model file, on CCP training photos.
+"""Fit the similar-items whitening (closetai.vision.embed.Whitening) for a model file, on CCP training photos.
 
     python scripts/fit_embedding.py [--model models/closetai-ccp15.pt] [--ccp ../shared/data/ccp]
                                     [--photos 150] [--copies 2] [--seed 1]
@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from eval_similar import box_of, ccp_views, map_at_k, precision_at_k  # noqa: E402
 
-from closetai.embed import COLOUR_WEIGHT, Whitening, combine, fit_whitening, whitening_path  # noqa: E402
+from closetai.vision.embed import COLOUR_WEIGHT, Whitening, combine, fit_whitening, whitening_path  # noqa: E402
 
 CLASS_WEIGHTS = (0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
 MIN_INSTANCE_MAP = 0.85
@@ -37,7 +37,7 @@ MIN_INSTANCE_MAP = 0.85
 
 def training_photos(ccp: Path, val_files: list[str], n: int) -> list[str]:
     """n labelled CCP photos outside the validation split, spread evenly over the ids."""
-    from closetai.data.ccp import CCPDataset
+    from closetai.training.data.ccp import CCPDataset
 
     val = {Path(f).stem for f in val_files}
     rest = [i for i in CCPDataset(ccp).ids if i not in val]
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     from closetai import sha256_file
-    from closetai.predict import Predictor
+    from closetai.vision.predict import Predictor
 
     started = time.perf_counter()
     predictor = Predictor(a.model, device="cpu")

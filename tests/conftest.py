@@ -24,6 +24,6 @@ def shipped_predictor():
     """The shipped model, loaded once for every test module that wants it (on the CPU)."""
     if not SHIPPED_MODEL.is_file():
         pytest.skip("models/closetai-ccp15.pt not present")
-    from closetai.predict import Predictor
+    from closetai.vision.predict import Predictor
 
     return Predictor(device="cpu")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from closetai.detections import Detections
+from closetai.vision.detections import Detections
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -53,7 +53,7 @@ class SyntheticReader:
         return len(self.items)
 
     def __getitem__(self, i):
-        from closetai.data import make_target
+        from closetai.training.data import make_target
 
         rgb, masks, labels = self.items[i]
         return rgb, make_target(list(masks), list(labels), *rgb.shape[:2], i + 1, f"{i}.png")

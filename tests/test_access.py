@@ -38,7 +38,7 @@ def make_app(tmp_path):
 
     yield make
     for app in apps:
-        app.extensions["closetai.jobs"].stop(timeout=30)
+        app.extensions["closetai.jobs.runner"].stop(timeout=30)
 
 
 def png(w: int = 96, h: int = 128) -> bytes:
@@ -86,7 +86,7 @@ def stored(tmp_path_factory):
             "job_id": job_id, "track_no": video["tracks"][0]["track_id"], "name": "popular", "fmt": "svg",
             "filename": "style.css"}
     yield app, args, video["analysis_id"]
-    app.extensions["closetai.jobs"].stop(timeout=30)
+    app.extensions["closetai.jobs.runner"].stop(timeout=30)
 
 
 def guarded_requests(app, args: dict, video_analysis_id: int):

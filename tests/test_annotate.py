@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from closetai.annotate import annotate, class_colour
-from closetai.detections import Detections
+from closetai.vision.annotate import annotate, class_colour
+from closetai.vision.detections import Detections
 
 NAMES = tuple(f"class{i}" for i in range(1, 16))
 
@@ -62,7 +62,7 @@ def test_labels_of_a_crowd_do_not_cover_each_other():
 
 
 def test_free_label_spot_never_overlaps_and_gives_up_when_full():
-    from closetai.annotate import free_label_spot
+    from closetai.vision.annotate import free_label_spot
 
     rng = np.random.default_rng(3)
     placed = []

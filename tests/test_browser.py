@@ -25,7 +25,7 @@ pytestmark = [
 def server(tmp_path_factory):
     """The app served by waitress on 127.0.0.1 and a free port, in a background thread."""
     from app import create_app
-    from closetai.predict import Predictor
+    from closetai.vision.predict import Predictor
 
     app = create_app({"PREDICTOR": Predictor(device="cpu"), "INSTANCE_PATH": tmp_path_factory.mktemp("instance")})
     with served(app) as base:
@@ -92,7 +92,7 @@ def test_upload_photo_and_see_items(server, page):
     assert page.locator("#items .item").count() == total
 
     # delete from the result page: confirmed, gone from the store and from the history
-    store = app.extensions["closetai.store"]
+    store = app.extensions["closetai.storage.store"]
     before = store.count_analyses()
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#delete")
@@ -104,7 +104,7 @@ def test_upload_photo_and_see_items(server, page):
 
 def test_bad_upload_shows_message_and_server_stays_up(server, page, tmp_path):
     base, app = server
-    before = app.extensions["closetai.store"].count_analyses()
+    before = app.extensions["closetai.storage.store"].count_analyses()
     fake = tmp_path / "notes.jpg"
     fake.write_text("this is a text file pretending to be a photo\n" * 10)
     page.goto(base + "/")
@@ -113,7 +113,7 @@ def test_bad_upload_shows_message_and_server_stays_up(server, page, tmp_path):
     error.wait_for(state="visible", timeout=30_000)
     assert error.inner_text() == "not an image (unrecognised content): notes.jpg"
     assert page.url == base + "/"
-    assert app.extensions["closetai.store"].count_analyses() == before
+    assert app.extensions["closetai.storage.store"].count_analyses() == before
     assert page.request.get(base + "/api/v1/health").ok
 
 
@@ -121,7 +121,7 @@ def test_the_same_photo_again_links_to_the_stored_one_and_store_again_stores_it(
     """Issue 17.2 through the upload page's script: the second upload says it is stored and links to it;
     with "Store again" ticked it is stored, and the report still counts the file once."""
     base, app = server
-    store = app.extensions["closetai.store"]
+    store = app.extensions["closetai.storage.store"]
     page.goto(base + "/")
     page.set_input_files("#file", str(PHOTO))
     page.wait_for_url(base + "/analyses/*", timeout=60_000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from closetai.colour import PALETTE, dominant_colour, name_colour, palette_hex
+from closetai.vision.colour import PALETTE, dominant_colour, name_colour, palette_hex
 
 
 def solid(rgb, h=40, w=30):
@@ -72,7 +72,7 @@ def test_one_pixel_mask_gets_a_colour():
     # A Mask R-CNN mask of a single pixel happened on a real CCP photo and crashed k-means naming.
     import numpy as np
 
-    from closetai.colour import dominant_colour
+    from closetai.vision.colour import dominant_colour
 
     img = np.zeros((4, 4, 3), np.uint8)
     img[1, 2] = (200, 30, 40)

@@ -9,11 +9,11 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from closetai.cli import main
-from closetai.data import DatasetError, open_dataset
-from closetai.data.ccp import CCPDataset
-from closetai.data.coco import CocoDataset
-from closetai.data.deepfashion2 import DeepFashion2Dataset
-from closetai.taxonomy import CCP15
+from closetai.training.data import DatasetError, open_dataset
+from closetai.training.data.ccp import CCPDataset
+from closetai.training.data.coco import CocoDataset
+from closetai.training.data.deepfashion2 import DeepFashion2Dataset
+from closetai.vision.taxonomy import CCP15
 from tests.helpers import CCP, needs_shared
 
 LABELS = ["null", "skin", "jeans", "boots", "shirt", "socks"]

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from closetai.cli import main
-from closetai.detections import decode_mask
+from closetai.vision.detections import decode_mask
 from tests.helpers import CCP, REPO, SHIPPED_MODEL, needs_model, needs_shared
 
 pytestmark = needs_model
@@ -113,7 +113,7 @@ def test_evaluate_cli_writes_figures_and_a_card_that_states_the_test_time_change
 
 def test_evaluate_without_offers_exactly_the_models_test_time_changes(capsys):
     from closetai.cli import build_parser
-    from closetai.model import TEST_TIME_CHANGES
+    from closetai.vision.model import TEST_TIME_CHANGES
 
     evaluate = build_parser()._subparsers._group_actions[0].choices["evaluate"]
     (without,) = [a for a in evaluate._actions if a.dest == "without"]

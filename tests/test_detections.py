@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from closetai.detections import Detections, decode_mask, encode_mask
+from closetai.vision.detections import Detections, decode_mask, encode_mask
 
 
 def _dets(n=3, h=20, w=30):

@@ -13,7 +13,7 @@ from datetime import datetime
 import pytest
 
 from app import create_app
-from closetai.store import NewAnalysis, NewDetection, Store, default_sqlite_url
+from closetai.storage.store import NewAnalysis, NewDetection, Store, default_sqlite_url
 from tests.test_video import RedPredictor, panned_frames, write_clip
 from tests.test_web import jpeg_of_person, upload
 
@@ -36,7 +36,7 @@ def test_photo_uploaded_twice_is_refused_with_a_link_and_stored_again_on_request
     assert body["already_stored"] == {"id": first_id, "kind": "photo", "url": f"/analyses/{first_id}",
                                       "api_url": f"/api/v1/analyses/{first_id}"}
     assert f"already stored (photo analysis {first_id})" in body["error"] and "store_again=1" in body["error"]
-    store = app.extensions["closetai.store"]
+    store = app.extensions["closetai.storage.store"]
     assert store.count_analyses() == 1  # nothing stored, nothing analysed
 
     forced = upload(client, photo, "again.jpg", source="street", store_again="1")
@@ -96,7 +96,7 @@ def test_clip_uploaded_twice_links_to_the_first_while_queued_and_once_stored(tmp
         assert early.status_code == 409
         final, _ = wait_done(client, job_id)
         assert final["status"] == "done"
-        store = app.extensions["closetai.store"]
+        store = app.extensions["closetai.storage.store"]
         analysis_id = store.get_job(job_id)["analysis_id"]
 
         late = send()
@@ -114,7 +114,7 @@ def test_clip_uploaded_twice_links_to_the_first_while_queued_and_once_stored(tmp
         report = client.get("/report.json").get_json()
         assert report["analyses"] == 1 and report["garments"] == 1  # one clip, its one track, once
     finally:
-        app.extensions["closetai.jobs"].stop(timeout=30)
+        app.extensions["closetai.jobs.runner"].stop(timeout=30)
 
 
 def _photo(store: Store, sha: str, source: str, day: int, labels: list[str]) -> int:
@@ -151,7 +151,7 @@ def test_migration_marks_the_copies_already_stored(tmp_path):
     """A database at revision 0003 holding the same file twice: upgraded, the later row is the copy."""
     from sqlalchemy import create_engine, text
 
-    from closetai.store import migrate
+    from closetai.storage.store import migrate
 
     url = default_sqlite_url(tmp_path)
     engine = create_engine(url)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from closetai.detections import Detections
+from closetai.vision.detections import Detections
 from tests.helpers import CCP, REPO, needs_shared
 
 sys.path.insert(0, str(REPO / "bench"))
@@ -79,8 +79,8 @@ def test_replay_hands_back_what_was_recorded_with_a_higher_threshold():
 @needs_shared
 def test_clip_ground_truth_follows_the_moving_crop(tmp_path):
     """The truth boxes of a garment move with the camera, and the written clip has one frame per entry."""
-    from closetai.data.ccp import CCPDataset
-    from closetai.video import probe_video
+    from closetai.media.video import probe_video
+    from closetai.training.data.ccp import CCPDataset
 
     photo = f"{CCPDataset(CCP).ids[0]}.jpg"
     truth = eval_tracking.make_clip(CCP, [photo], tmp_path / "c.mp4", shot_s=2, seed=3)

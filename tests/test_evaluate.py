@@ -1,8 +1,8 @@
 import numpy as np
 
-from closetai.data import make_target
-from closetai.detections import Detections
-from closetai.evaluate import CocoEvaluator
+from closetai.training.data import make_target
+from closetai.training.evaluate import CocoEvaluator
+from closetai.vision.detections import Detections
 from tests.helpers import synthetic_scene
 
 CLASSES = ("red", "blue")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from closetai.store import NewAnalysis, NewDetection, Store, default_sqlite_url
+from closetai.storage.store import NewAnalysis, NewDetection, Store, default_sqlite_url
 from tests.helpers import REPO, SHIPPED_MODEL, run_processes
 
 needs_model = pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason="models/closetai-ccp15.pt not present")

@@ -58,7 +58,7 @@ def make_app(instance: Path):
     app = create_app({"TESTING": True, "PREDICTOR": FakePredictor(), "INSTANCE_PATH": instance,
                       "MAX_UPLOAD_MB": 1, "VIDEO_MAX_UPLOAD_MB": 1, "JOB_PROGRESS_INTERVAL_S": 0.0})
     # An idle worker only notices stop() when its queue wait (15 s between stale-job sweeps) ends.
-    app.extensions["closetai.jobs"].sweep_every_s = 0.2
+    app.extensions["closetai.jobs.runner"].sweep_every_s = 0.2
     return app
 
 
@@ -69,14 +69,14 @@ def refusing_app(tmp_path_factory):
     app = make_app(tmp_path_factory.mktemp("hostile") / "instance")
     assert post_file(app.test_client(), PHOTO_URL["api"], small_png(), "one.png").get_json()["id"] == 1
     yield app
-    app.extensions["closetai.jobs"].stop(timeout=30)
+    app.extensions["closetai.jobs.runner"].stop(timeout=30)
 
 
 @pytest.fixture
 def app(tmp_path):
     app = make_app(tmp_path / "instance")
     yield app
-    app.extensions["closetai.jobs"].stop(timeout=30)
+    app.extensions["closetai.jobs.runner"].stop(timeout=30)
 
 
 @pytest.fixture
@@ -793,7 +793,7 @@ def test_source_label_loses_control_and_bidi_characters(app, client, entry):
 def test_source_label_of_a_video_job_is_cleaned(app, client):
     res = post_file(client, VIDEO_URL["api"], clip(), "clip.mp4", source=HOSTILE_SOURCE)
     assert res.status_code == 202, res.get_json()
-    job = app.extensions["closetai.store"].get_job(res.get_json()["job_id"])
+    job = app.extensions["closetai.storage.store"].get_job(res.get_json()["job_id"])
     assert job["params"]["source"] == CLEAN_SOURCE
 
 

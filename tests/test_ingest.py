@@ -16,9 +16,9 @@ import pytest
 
 import closetai.ingest as ingest_mod
 from closetai.cli import main
-from closetai.detections import Detections
 from closetai.ingest import IngestError, ingest_folder
-from closetai.store import Store, default_sqlite_url
+from closetai.storage.store import Store, default_sqlite_url
+from closetai.vision.detections import Detections
 
 
 class ColourDetector:
@@ -138,12 +138,12 @@ def test_recursive_glob_and_limit(folder, store):
 
 
 def test_cli_ingest_then_report(folder, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("closetai.predict.Predictor", ColourDetector)
+    monkeypatch.setattr("closetai.vision.predict.Predictor", ColourDetector)
     inst = tmp_path / "cli-inst"
     assert main(["ingest", str(folder), "--source", "cli street", "--instance", str(inst), "--quiet"]) == 0
     out, err = capsys.readouterr()
     assert "4 ingested (7 garments), 1 already ingested, 1 unreadable" in out
-    # clip.mp4 is not a real video: the video path (closetai.jobs) reports it without stopping the run.
+    # clip.mp4 is not a real video: the video path (closetai.jobs.runner) reports it without stopping the run.
     assert "0 of 1 videos stored" in out
     assert "unreadable:" in err and "broken.jpg" in err and "clip.mp4" in err
 
@@ -172,7 +172,7 @@ def test_cli_ingest_then_report(folder, tmp_path, monkeypatch, capsys):
 
 
 def test_cli_ingest_nothing_readable_exits_2(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("closetai.predict.Predictor", ColourDetector)
+    monkeypatch.setattr("closetai.vision.predict.Predictor", ColourDetector)
     d = tmp_path / "bad"
     d.mkdir()
     (d / "a.jpg").write_bytes(b"")
@@ -183,7 +183,7 @@ def test_cli_ingest_nothing_readable_exits_2(tmp_path, monkeypatch, capsys):
 
 
 def test_cli_interrupt_exits_130_and_says_resume(folder, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("closetai.predict.Predictor", ColourDetector)
+    monkeypatch.setattr("closetai.vision.predict.Predictor", ColourDetector)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from app import create_app
-from closetai.jobs import (
+from closetai.jobs.runner import (
     INTERRUPTED,
     WORKER,
     JobContext,
@@ -30,7 +30,7 @@ from closetai.jobs import (
     run_job,
     save_upload,
 )
-from closetai.store import JobNotRunning, NewAnalysis, Store, jobs, utcnow
+from closetai.storage.store import JobNotRunning, NewAnalysis, Store, jobs, utcnow
 from tests.helpers import REPO, SHIPPED_MODEL
 from tests.test_video import panned_frames, write_clip
 from tests.test_web_video import Predictor
@@ -157,7 +157,7 @@ def test_a_live_workers_job_is_left_running_until_its_heartbeat_stops(store, tmp
 def test_queued_jobs_left_by_a_dead_process_run_when_workers_start(store, instance, tmp_path):
     job_id = queued_video(store, tmp_path)
     app = make_app(instance)
-    runner = app.extensions["closetai.jobs"]
+    runner = app.extensions["closetai.jobs.runner"]
     try:
         assert store.get_job(job_id)["status"] == "queued"  # creating the app starts no work
         runner.start()
@@ -265,8 +265,8 @@ def test_sigkill_mid_job_then_restart(tmp_path):
 # ---- `closetai ingest` of clips goes through the same job path ------------------------------------
 
 def test_ingest_video_stores_once_and_refuses_bad_files(store, tmp_path):
-    from closetai.jobs import ingest_video
-    from closetai.video import NotAVideo
+    from closetai.jobs.runner import ingest_video
+    from closetai.media.video import NotAVideo
 
     clip = write_clip(tmp_path / "walk.mp4", panned_frames(20), fps=10)
     outcome, job_id, error = ingest_video(store, clip, Predictor(), source="street")

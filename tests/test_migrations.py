@@ -1,4 +1,4 @@
-"""Schema migrations (Alembic, closetai/migrations) and the same store code on SQLite and PostgreSQL
+"""Schema migrations (Alembic, closetai/storage/migrations) and the same store code on SQLite and PostgreSQL
 (issue 8). PostgreSQL is a real throw-away server on loopback (tests/services.py)."""
 
 from __future__ import annotations
@@ -10,7 +10,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
-from closetai.store import NewAnalysis, NewDetection, NewTrack, Store, default_sqlite_url, metadata, migrate
+from closetai.storage.store import (
+    NewAnalysis,
+    NewDetection,
+    NewTrack,
+    Store,
+    default_sqlite_url,
+    metadata,
+    migrate,
+)
 from tests.helpers import run_processes
 from tests.services import needs_postgres, postgres_server
 
@@ -29,7 +37,7 @@ def _head() -> str:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from closetai.store import MIGRATIONS
+    from closetai.storage.store import MIGRATIONS
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -71,7 +79,7 @@ def test_a_fresh_sqlite_database_is_migrated_to_exactly_the_models_schema(tmp_pa
     store = Store(default_sqlite_url(tmp_path), tmp_path / "media")
     store.init_schema()
     assert _revision(store.engine) == _head()
-    assert _schema_diff(store.engine) == []  # migrations and closetai.store's tables agree
+    assert _schema_diff(store.engine) == []  # migrations and closetai.storage.store's tables agree
     store.init_schema()  # idempotent
     _fill(store)
     assert _report(store) == EXPECTED_REPORT

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from closetai import ClosetAIError
-from closetai.model import (
+from closetai.training.train import TrainArgs, collate, train
+from closetai.vision.model import (
     Conv2dSame,
     build_model,
     efficientnet_lite2,
@@ -16,7 +17,6 @@ from closetai.model import (
     read_model_file,
     save_model,
 )
-from closetai.train import TrainArgs, collate, train
 from tests.helpers import SyntheticReader, tiny_model_config
 
 
@@ -82,7 +82,7 @@ def test_tiny_maskrcnn_loss_falls_on_synthetic_images():
     model = build_model(3, tiny_model_config(), pretrained_backbone=False, trainable_stages=9)
     model.train()
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
-    from closetai.train import TrainDataset
+    from closetai.training.train import TrainDataset
 
     images, targets = collate([TrainDataset(reader, flip=False, photometric=False)[i] for i in range(4)])
     losses = []
@@ -115,7 +115,7 @@ def test_train_writes_best_model_checkpoint_and_resumes(tmp_path):
 def test_folding_frozen_batchnorm_keeps_the_outputs(tmp_path):
     from torchvision.ops import FrozenBatchNorm2d
 
-    from closetai.model import fold_frozen_batchnorm
+    from closetai.vision.model import fold_frozen_batchnorm
 
     cfg = tiny_model_config()
     torch.manual_seed(0)
@@ -138,7 +138,7 @@ def test_folding_frozen_batchnorm_keeps_the_outputs(tmp_path):
 def test_mask_scoring_multiplies_each_score_by_its_masks_confidence_and_reranks():
     from torchvision.models.detection.roi_heads import RoIHeads
 
-    from closetai.model import MaskScoredRoIHeads
+    from closetai.vision.model import MaskScoredRoIHeads
 
     cfg = {**tiny_model_config(), "box_score_thresh": 0.0}
     torch.manual_seed(0)
@@ -169,7 +169,7 @@ def test_aligned_paste_puts_a_mask_back_where_the_training_target_was_cut():
     paste them back: paste_masks_aligned must land on the original; torchvision's paste lands off by ~a pixel."""
     from torchvision.models.detection.roi_heads import paste_masks_in_image, project_masks_on_boxes
 
-    from closetai.model import paste_masks_aligned
+    from closetai.vision.model import paste_masks_aligned
 
     rng = np.random.default_rng(0)
     h, w = 90, 120
@@ -199,7 +199,7 @@ def test_aligned_paste_puts_a_mask_back_where_the_training_target_was_cut():
 def test_transform_shrinks_photos_with_antialiasing_and_resizes_like_torchvision_otherwise():
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-    from closetai.model import ClosetAITransform
+    from closetai.vision.model import ClosetAITransform
 
     cfg = tiny_model_config()
     ours = build_model(3, cfg).transform.eval()

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from closetai.cli import main
-from closetai.data import pseudo
-from closetai.detections import Detections
-from closetai.model import build_model, model_for_training, read_model_file, remap_classes, save_model
-from closetai.predict import Predictor
-from closetai.selection import Selection
-from closetai.train import TrainArgs, train
+from closetai.training.data import pseudo
+from closetai.training.selection import Selection
+from closetai.training.train import TrainArgs, train
+from closetai.vision.detections import Detections
+from closetai.vision.model import build_model, model_for_training, read_model_file, remap_classes, save_model
+from closetai.vision.predict import Predictor
 from tests.helpers import tiny_model_config
 from tests.test_transforms import PERSON, PaintedReader
 
@@ -160,7 +160,7 @@ def test_evaluate_conditions_prints_a_table_and_writes_json(tmp_path, capsys):
     from tests.test_data import write_ccp
 
     ccp = write_ccp(tmp_path / "ccp", n=3, h=120, w=80)
-    from closetai.taxonomy import CCP15
+    from closetai.vision.taxonomy import CCP15
 
     path = _tiny_model_file(tmp_path / "m.pt", CCP15.classes)
     out = tmp_path / "bench.json"

@@ -30,7 +30,7 @@ pytestmark = [
 def site(tmp_path_factory):
     """Three photos and one clip analysed by the shipped model; yields (base_url, app, ids)."""
     from app import create_app
-    from closetai.predict import Predictor
+    from closetai.vision.predict import Predictor
     from tests.test_video_browser import make_clip
 
     app = create_app({"PREDICTOR": Predictor(device="cpu", threads=2),
@@ -54,7 +54,7 @@ def site(tmp_path_factory):
     assert client.get(f"/api/v1/jobs/{job_id}").get_json()["status"] == "done"
     with served(app) as base:
         yield base, app, {"photos": photo_ids, "job": job_id}
-    app.extensions["closetai.jobs"].stop()
+    app.extensions["closetai.jobs.runner"].stop()
 
 
 def pages_of(ids) -> list[str]:
@@ -281,5 +281,5 @@ def test_delete_a_video_from_its_page(site, browser):
     page.wait_for_url(base + "/videos", timeout=10_000)
     assert page.request.get(base + f"/videos/{ids['job']}").status == 404
     assert page.locator("tr.job").count() == 0
-    assert app.extensions["closetai.store"].count_analyses("video") == 0
+    assert app.extensions["closetai.storage.store"].count_analyses("video") == 0
     context.close()

@@ -1,9 +1,9 @@
-"""closetai.people: each garment goes to the person whose mask holds most of it, or to nobody."""
+"""closetai.vision.people: each garment goes to the person whose mask holds most of it, or to nobody."""
 
 import numpy as np
 
-from closetai.detections import Detections
-from closetai.people import assign_garments, people_json, with_people
+from closetai.vision.detections import Detections
+from closetai.vision.people import assign_garments, people_json, with_people
 
 
 def _boxes_to_dets(rects, names, labels=None, scores=None, shape=(100, 100)):
@@ -89,7 +89,7 @@ def test_people_are_stored_served_in_the_api_and_grouped_on_the_result_page(tmp_
     page = client.get(posted["urls"]["page"]).get_data(as_text=True)
     assert 'id="people"' in page and "<b>Person 1</b>" in page and "<b>Person 2</b>" in page
     assert "no garment recognised" in page and "worn by nobody found" in page
-    app.extensions["closetai.jobs"].stop(timeout=10)
+    app.extensions["closetai.jobs.runner"].stop(timeout=10)
 
 
 def test_a_model_without_people_gives_an_empty_list_and_no_people_section(tmp_path):
@@ -99,7 +99,7 @@ def test_a_model_without_people_gives_an_empty_list_and_no_people_section(tmp_pa
     client = app.test_client()
     assert body["people"] == [] and [d["person"] for d in body["detections"]] == [None]
     assert 'id="people"' not in client.get(body["urls"]["page"]).get_data(as_text=True)
-    app.extensions["closetai.jobs"].stop(timeout=10)
+    app.extensions["closetai.jobs.runner"].stop(timeout=10)
 
 
 def test_hovering_a_person_outlines_them_in_the_browser(tmp_path, browser):
@@ -122,7 +122,7 @@ def test_hovering_a_person_outlines_them_in_the_browser(tmp_path, browser):
             assert page.inner_text("#person-0").startswith("Person 1:")
             page.close()
     finally:
-        app.extensions["closetai.jobs"].stop(timeout=10)
+        app.extensions["closetai.jobs.runner"].stop(timeout=10)
 
 
 def test_worn_together_pairs_garments_of_one_person_not_of_one_photo(tmp_path):
@@ -130,8 +130,8 @@ def test_worn_together_pairs_garments_of_one_person_not_of_one_photo(tmp_path):
     paired with either. A photo without people still pairs everything in it."""
     from datetime import datetime
 
-    from closetai.report import GarmentCounts, ReportFilters, load_report
-    from closetai.store import NewAnalysis, NewDetection, Store, default_sqlite_url
+    from closetai.insights.report import GarmentCounts, ReportFilters, load_report
+    from closetai.storage.store import NewAnalysis, NewDetection, Store, default_sqlite_url
 
     store = Store(default_sqlite_url(tmp_path), tmp_path / "media")
     store.init_schema()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from closetai import ClosetAIError
-from closetai.predict import Predictor, cross_class_overlaps, demote_cross_class
+from closetai.vision.predict import Predictor, cross_class_overlaps, demote_cross_class
 from tests.helpers import CCP, needs_model, needs_shared
 
 

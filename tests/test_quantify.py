@@ -1,4 +1,4 @@
-"""Estimated shares (closetai.quantify, issue 17.1): synthetic photos with known prevalence and known
+"""Estimated shares (closetai.insights.quantify, issue 17.1): synthetic photos with known prevalence and known
 detector error rates; the corrected estimate must land closer to the truth than the raw share, and its
 95 % interval must cover the truth about 95 % of the time. Then the report's fields through the Flask
 app, on a real SQLite file, with rates read from a file beside a model file (stale ones ignored)."""
@@ -16,7 +16,7 @@ import pytest
 
 from app import create_app
 from closetai import sha256_file
-from closetai.quantify import (
+from closetai.insights.quantify import (
     Rates,
     adjusted_count,
     confusion_rates,
@@ -25,7 +25,7 @@ from closetai.quantify import (
     probabilistic_count,
     rates_path,
 )
-from closetai.store import NewAnalysis, NewDetection
+from closetai.storage.store import NewAnalysis, NewDetection
 
 CLASSES = ("top", "skirt", "scarf", "dress")
 TPR = np.array([0.70, 0.45, 0.30, 0.90])  # a detector that misses skirts and most scarves
@@ -97,7 +97,7 @@ def test_corrected_share_is_closer_to_the_truth_than_the_raw_share():
     # score or (what the report has) only the scores of stored detections, >= 0.5
     pcc = probabilistic_count(rates.scores, rates.truth, scores)
     assert np.abs(pcc - actual).mean() < raw_error.mean()
-    from closetai.quantify import bins_of_scores, pcc_from_bins
+    from closetai.insights.quantify import bins_of_scores, pcc_from_bins
 
     stored = pcc_from_bins(bins_of_scores(scores, 0.5), len(scores), rates)
     assert np.abs(stored.share - actual).mean() < raw_error.mean() / 2
@@ -129,9 +129,9 @@ def test_interval_covers_the_truth_about_95_percent_of_the_time():
 
 
 def test_probabilistic_count_interval_covers_the_truth():
-    """The report's estimator (closetai.quantify.pcc_from_bins) over 60 draws where the report's photos
+    """The report's estimator (closetai.insights.quantify.pcc_from_bins) over 60 draws where the report's photos
     are like the calibration photos: coverage >= 0.85 (0.90 measured)."""
-    from closetai.quantify import bins_of_scores, pcc_from_bins
+    from closetai.insights.quantify import bins_of_scores, pcc_from_bins
 
     inside = total = 0
     for seed in range(60):
@@ -148,7 +148,7 @@ def test_probabilistic_count_interval_covers_the_truth():
 def test_probabilistic_count_is_pulled_to_the_calibration_prevalence_and_em_undoes_it():
     """The limit README states: tops at 80 % where calibration had 50 %. Plain probabilistic counting
     lands between the two; EM prior adjustment gets close."""
-    from closetai.quantify import bins_of_scores, pcc_from_bins
+    from closetai.insights.quantify import bins_of_scores, pcc_from_bins
 
     rng = np.random.default_rng(11)
     rates = calibration(rng, 400)
@@ -177,7 +177,7 @@ def test_rates_file_round_trip_and_stale_detection(tmp_path, caplog):
     np.testing.assert_allclose(back.tpr_fpr()[0], rates.tpr_fpr()[0])
 
     model.write_bytes(b"weights v2")  # retrained: the rates belong to the old file
-    with caplog.at_level(logging.WARNING, logger="closetai.quantify"):
+    with caplog.at_level(logging.WARNING, logger="closetai.insights.quantify"):
         assert load_rates(model) is None
     assert "measured on another model file" in caplog.text
     assert load_rates(tmp_path / "other.pt") is None  # no rates beside it
@@ -208,7 +208,7 @@ def seeded_app(tmp_path, model_bytes: bytes | None = None):
         model.write_bytes(model_bytes)
     app = create_app({"TESTING": True, "PREDICTOR": NoModel(model), "INSTANCE_PATH": tmp_path / "instance",
                       "REPORT_CHART_PROCESS": False})
-    store = app.extensions["closetai.store"]
+    store = app.extensions["closetai.storage.store"]
     rng = np.random.default_rng(8)
     truth, found, _ = photos(rng, 300, np.array([0.56, 0.23, 0.09, 0.22]))
     for i, row in enumerate(found):
@@ -220,7 +220,7 @@ def seeded_app(tmp_path, model_bytes: bytes | None = None):
 
 
 def test_report_json_csv_and_page_carry_estimated_shares(tmp_path):
-    from closetai.quantify import bins_of_scores, pcc_from_bins
+    from closetai.insights.quantify import bins_of_scores, pcc_from_bins
 
     app, rates, found, truth = seeded_app(tmp_path)
     client = app.test_client()
@@ -256,7 +256,7 @@ def test_report_json_csv_and_page_carry_estimated_shares(tmp_path):
 
 
 def test_stale_rates_leave_the_report_without_estimates(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="closetai.quantify"):
+    with caplog.at_level(logging.WARNING, logger="closetai.insights.quantify"):
         app, _, _, _ = seeded_app(tmp_path, model_bytes=b"retrained weights")
         body = app.test_client().get("/report.json").get_json()
     assert all(p["estimated_share"] is None and p["estimated_share_ci"] is None for p in body["popular"])
@@ -268,7 +268,7 @@ def test_stale_rates_leave_the_report_without_estimates(tmp_path, caplog):
 def test_comparison_finds_the_real_differences_and_no_false_ones():
     """Two groups of photos: top and skirt really differ, scarf and dress do not. Over 20 draws the
     real differences are found (Holm-adjusted) nearly always and a false one rarely."""
-    from closetai.quantify import compare_shares, holm
+    from closetai.insights.quantify import compare_shares, holm
 
     assert holm(np.array([0.01, 0.04, 0.03])).tolist() == pytest.approx([0.03, 0.06, 0.06])
     found_real, false_alarms, runs = 0, 0, 20
@@ -295,7 +295,7 @@ def test_report_compares_two_sources_and_two_periods(tmp_path):
     rates.save(rates_path(model))
     app = create_app({"TESTING": True, "PREDICTOR": NoModel(model), "INSTANCE_PATH": tmp_path / "instance",
                       "REPORT_CHART_PROCESS": False})
-    store = app.extensions["closetai.store"]
+    store = app.extensions["closetai.storage.store"]
     rng = np.random.default_rng(9)
     n = 0
     for source, day, prevalence in (("north", 1, [0.60, 0.35, 0.09, 0.22]), ("south", 20, [0.40, 0.15, 0.09, 0.22])):

@@ -7,7 +7,7 @@ import re
 import pandas as pd
 import pytest
 
-from closetai.report import (
+from closetai.insights.report import (
     build_report,
     chart_over_time,
     items_frame,
@@ -115,7 +115,7 @@ def test_report_module_never_imports_pyplot_or_flask():
     import subprocess
     import sys
 
-    code = ("import sys, closetai.report as r; r.build_report(r.items_frame([]), 0); "
+    code = ("import sys, closetai.insights.report as r; r.build_report(r.items_frame([]), 0); "
             "print('matplotlib.pyplot' in sys.modules, 'flask' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

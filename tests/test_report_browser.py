@@ -28,14 +28,14 @@ def server(tmp_path_factory):
     """Ingest 4 CCP photos with the shipped model, then serve the app on 127.0.0.1 with waitress."""
     from app import create_app
     from closetai.ingest import ingest_folder
-    from closetai.predict import Predictor
+    from closetai.vision.predict import Predictor
 
     folder = tmp_path_factory.mktemp("photos")
     for name in NAMES:
         (folder / name).symlink_to(PHOTOS / name)
     predictor = Predictor(device="cpu")
     app = create_app({"PREDICTOR": predictor, "INSTANCE_PATH": tmp_path_factory.mktemp("instance")})
-    summary = ingest_folder(folder, app.extensions["closetai.store"], lambda: predictor, source="CCP street")
+    summary = ingest_folder(folder, app.extensions["closetai.storage.store"], lambda: predictor, source="CCP street")
     assert len(summary.ingested) == len(NAMES) and summary.garments > 0
     with served(app) as base:
         yield base, app, summary

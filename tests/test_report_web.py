@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from app import create_app
-from closetai.report import PERIODS, ReportFilters, build_report, load_report, report_tables
-from closetai.store import NewAnalysis, NewDetection, NewTrack, Store, default_sqlite_url
+from closetai.insights.report import PERIODS, ReportFilters, build_report, load_report, report_tables
+from closetai.storage.store import NewAnalysis, NewDetection, NewTrack, Store, default_sqlite_url
 from closetai.web.report import TABLE_COLUMNS
 
 
@@ -114,7 +114,7 @@ def test_filters_parse_and_reject():
     assert f == ReportFilters(("milan",), date(2026, 1, 1), date(2026, 1, 31), "photo", 0.5, "week")
     assert dict(f.query())["min_score"] == "0.5"
     assert ReportFilters.parse() == ReportFilters()
-    from closetai.report import BadFilter
+    from closetai.insights.report import BadFilter
 
     for bad in [dict(since="2026-13-01"), dict(until="yesterday"), dict(min_score="1.5"), dict(min_score="-0.1"),
                 dict(min_score="nan"), dict(min_score="high"), dict(kind="gif"), dict(period="year"),
@@ -211,7 +211,7 @@ def test_report_page_with_no_analyses(make_client):
 
 def test_report_page_with_one_analysis(make_client):
     app, client = make_client()
-    app.extensions["closetai.store"].add_analysis(photo("milan", "2026-01-01 10:00", "one"),
+    app.extensions["closetai.storage.store"].add_analysis(photo("milan", "2026-01-01 10:00", "one"),
                                                    [det("jeans", .9), det("top", .8, "white")])
     html = client.get("/report").get_data(as_text=True)
     page = parse_page(html)
@@ -225,7 +225,7 @@ def test_report_page_with_one_analysis(make_client):
 
 def test_no_garments_found_explains_itself(make_client):
     app, client = make_client()
-    app.extensions["closetai.store"].add_analysis(photo("milan", "2026-01-01 10:00", "empty"), [])
+    app.extensions["closetai.storage.store"].add_analysis(photo("milan", "2026-01-01 10:00", "empty"), [])
     html = client.get("/report").get_data(as_text=True)
     assert "No garments to count" in html and "1 analysis match" in html
     html = client.get("/report?source=paris").get_data(as_text=True)
@@ -234,7 +234,7 @@ def test_no_garments_found_explains_itself(make_client):
 
 def test_many_analyses_csv_equals_json_equals_page(make_client):
     app, client = make_client()
-    seed_many(app.extensions["closetai.store"])
+    seed_many(app.extensions["closetai.storage.store"])
     query = "?source=milan&min_score=0.6&period=week"
     html = client.get("/report" + query).get_data(as_text=True)
     assert 'id="one-period"' not in html
@@ -243,7 +243,7 @@ def test_many_analyses_csv_equals_json_equals_page(make_client):
                       keep_default_na=False)
     data = json.loads(client.get("/report.json" + query).data)
     assert data["filters"]["sources"] == ["milan"] and data["period"] == "week"
-    expected = report_tables(load_report(app.extensions["closetai.store"],
+    expected = report_tables(load_report(app.extensions["closetai.storage.store"],
                                          ReportFilters(("milan",), min_score=.6, period="week")))
     assert page.svgs == 5
     for name, cols in TABLE_COLUMNS.items():
@@ -261,7 +261,7 @@ def test_many_analyses_csv_equals_json_equals_page(make_client):
 
 def test_filters_stay_in_the_links(make_client):
     app, client = make_client()
-    seed_many(app.extensions["closetai.store"], n=10)
+    seed_many(app.extensions["closetai.storage.store"], n=10)
     html = client.get("/report?source=paris&kind=photo&since=2026-03-02").get_data(as_text=True)
     assert 'id="share-link"' in html
     link = re.search(r'href="([^"]+)" id="share-link"', html).group(1)
@@ -273,7 +273,7 @@ def test_filters_stay_in_the_links(make_client):
 
 def test_chart_downloads(make_client):
     app, client = make_client()
-    seed_many(app.extensions["closetai.store"], n=10)
+    seed_many(app.extensions["closetai.storage.store"], n=10)
     svg = client.get("/report/charts/colours.svg?kind=photo")
     assert svg.status_code == 200 and svg.mimetype == "image/svg+xml" and b"<svg" in svg.data
     png = client.get("/report/charts/over_time.png?download=1")
@@ -305,7 +305,7 @@ def test_bad_filters_are_400(make_client, url, words):
 
 def test_cached_report_follows_new_and_deleted_analyses(make_client):
     app, client = make_client()
-    s = app.extensions["closetai.store"]
+    s = app.extensions["closetai.storage.store"]
     s.add_analysis(photo("milan", "2026-01-01 10:00", "c1"), [det("jeans", .9)])
     assert client.get("/report.json").get_json()["garments"] == 1
     assert client.get("/report.json").get_json()["garments"] == 1  # served from the cache
@@ -324,10 +324,10 @@ def test_a_second_process_draws_part_of_a_cold_page_and_a_dead_one_is_replaced(m
     import time
 
     import closetai.web.report as web_report
-    from closetai.report import CHARTS, render_chart
+    from closetai.insights.report import CHARTS, render_chart
 
     app, client = make_client()
-    store = app.extensions["closetai.store"]
+    store = app.extensions["closetai.storage.store"]
     seed_many(store)
     proc = web_report.chart_process()
     proc.start()
@@ -379,10 +379,10 @@ with open({str(marker)!r}, "a") as f:
     f.write(f"{{os.getpid()}}\\n")
 from app import create_app
 import closetai.web.report as web_report
-from closetai.report import render_chart
+from closetai.insights.report import render_chart
 from tests.test_report_web import NoModel, seed_many
 app = create_app({{"TESTING": True, "PREDICTOR": NoModel(), "INSTANCE_PATH": {str(tmp_path / "instance")!r}}})
-seed_many(app.extensions["closetai.store"])
+seed_many(app.extensions["closetai.storage.store"])
 web_report.chart_process()._ready.result(timeout=60)
 here = []
 web_report.render_chart = lambda report, name, fmt="svg": here.append(name) or render_chart(report, name, fmt)
@@ -407,7 +407,7 @@ def test_a_chart_process_that_cannot_start_is_given_up_after_a_few_tries(make_cl
     monkeypatch.setattr(web_report, "_CHART_PROCESS", proc)
     monkeypatch.setattr(web_report, "warm_up", _failing_warm_up)  # the child imports it from this module
     app, client = make_client()
-    seed_many(app.extensions["closetai.store"])
+    seed_many(app.extensions["closetai.storage.store"])
     for _ in range(web_report.CHART_PROCESS_MAX_RESTARTS + 3):
         if proc._ready is not None:
             with pytest.raises(Exception):  # noqa: B017  (BrokenProcessPool: its initializer raised)

@@ -14,7 +14,7 @@ from tests.helpers import FakePredictor
 def client(tmp_path):
     app = create_app({"PREDICTOR": FakePredictor(), "INSTANCE_PATH": tmp_path / "instance", "TESTING": True})
     yield app.test_client(), app
-    app.extensions["closetai.jobs"].stop()
+    app.extensions["closetai.jobs.runner"].stop()
 
 
 def _png() -> bytes:

@@ -46,7 +46,7 @@ def server(tmp_path_factory):
     yield port, app
     srv.close()
     srv.task_dispatcher.shutdown()
-    app.extensions["closetai.jobs"].stop()
+    app.extensions["closetai.jobs.runner"].stop()
 
 
 def _exchange(port: int, raw: bytes, wait_s: float = 3.0) -> tuple[bytes, bool]:
@@ -113,7 +113,7 @@ def test_allowed_hosts_setting_adds_names_and_subdomains(tmp_path):
                              ("evilcorp.example", 400), ("closet.example.com.evil", 400)]:
             assert c.get("/api/v1/health", headers={"Host": host}).status_code == status, host
     finally:
-        app.extensions["closetai.jobs"].stop()
+        app.extensions["closetai.jobs.runner"].stop()
 
 
 # ---- request smuggling ----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from closetai import settings
-from closetai.jobs import VideoSettings
+from closetai.jobs.runner import VideoSettings
 from tests.helpers import FakePredictor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +30,9 @@ def test_web_app_workers_and_ingest_analyse_clips_with_the_same_settings(tmp_pat
         monkeypatch.setenv(var, value)
     monkeypatch.setenv("CLOSETAI_INSTANCE", str(tmp_path / "instance"))
     from app import create_app
-    from closetai import cli, predict, worker
+    from closetai import cli
+    from closetai.jobs import worker
+    from closetai.vision import predict
 
     app = create_app({"TESTING": True, "PREDICTOR": FakePredictor(), "REPORT_CHART_PROCESS": False})
     web = app.extensions["closetai.video_settings"]
@@ -41,7 +43,7 @@ def test_web_app_workers_and_ingest_analyse_clips_with_the_same_settings(tmp_pat
     assert _video_fields(web) == _video_fields(on_worker) == _video_fields(cli.video_settings()) == expected
     monkeypatch.delenv("CLOSETAI_VIDEO_MAX_DURATION_S")
     assert cli.video_settings().limits.max_duration_s == 300.0  # the default: the same everywhere too
-    app.extensions["closetai.jobs"].stop(timeout=10)
+    app.extensions["closetai.jobs.runner"].stop(timeout=10)
 
 
 def test_a_bad_value_is_one_line_naming_the_variable(tmp_path):

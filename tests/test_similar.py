@@ -1,4 +1,4 @@
-"""Similar items: embeddings (closetai.embed via Predictor), their table, the index (closetai.similar),
+"""Similar items: embeddings (closetai.vision.embed via Predictor), their table, the index (closetai.insights.similar),
 the API (closetai.web.similar) over a real SQLite file, `closetai reindex`, and the evaluation's DF2 part."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from closetai.detections import Detections
-from closetai.embed import EMBEDDING_NAME
-from closetai.similar import ExactIndex, SimilarItems
-from closetai.store import NewAnalysis, NewDetection, NewTrack, NotFound, Store, from_blob, to_blob
+from closetai.insights.similar import ExactIndex, SimilarItems
+from closetai.storage.store import NewAnalysis, NewDetection, NewTrack, NotFound, Store, from_blob, to_blob
+from closetai.vision.detections import Detections
+from closetai.vision.embed import EMBEDDING_NAME
 from tests.helpers import REPO, EmbeddingFakePredictor, FakePredictor, needs_model, tiny_model_config
 
 sys.path.insert(0, str(REPO / "bench"))
@@ -33,7 +33,7 @@ def unit(v) -> np.ndarray:
 def tiny_model(tmp_path_factory) -> Path:
     import torch
 
-    from closetai.model import build_model, save_model
+    from closetai.vision.model import build_model, save_model
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
@@ -45,7 +45,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 # -- embeddings ------------------------------------------------------------------------------------------
 def test_embeddings_are_unit_vectors_one_per_detection(tiny_model):
-    from closetai.predict import Predictor
+    from closetai.vision.predict import Predictor
 
     p = Predictor(tiny_model, device="cpu", min_score=0.0)
     rgb = np.random.default_rng(0).integers(0, 255, (150, 110, 3), np.uint8)
@@ -71,7 +71,7 @@ def test_whitening_learns_to_ignore_what_differs_between_views_of_one_garment():
     """Synthetic appearance parts: 40 garments x 3 views. A strong nuisance (what an augmented copy
     changes) swamps the garment's identity in raw cosine; the fitted whitening ranks views of the same
     garment first, on garments it was not fitted on."""
-    from closetai.embed import fit_whitening, l2_normalise
+    from closetai.vision.embed import fit_whitening, l2_normalise
 
     rng = np.random.default_rng(0)
 
@@ -100,8 +100,8 @@ def test_a_whitening_file_is_used_only_with_the_model_it_was_fitted_on(tiny_mode
     import shutil
 
     from closetai import sha256_file
-    from closetai.embed import WHITENED_NAME, Whitening, whitening_path
-    from closetai.predict import Predictor
+    from closetai.vision.embed import WHITENED_NAME, Whitening, whitening_path
+    from closetai.vision.predict import Predictor
 
     model = tmp_path / "tiny.pt"
     shutil.copy(tiny_model, model)
@@ -132,7 +132,7 @@ def test_a_whitening_file_is_used_only_with_the_model_it_was_fitted_on(tiny_mode
 
 
 def test_colour_histograms_bin_every_hsv_value_as_the_definition_and_ignore_pixels_outside_the_mask():
-    from closetai.embed import HSV_BINS, colour_histogram, colour_histograms
+    from closetai.vision.embed import HSV_BINS, colour_histogram, colour_histograms
 
     rng = np.random.default_rng(3)
     rgb = rng.integers(0, 256, (180, 256, 3), dtype=np.uint8)
@@ -167,7 +167,7 @@ def test_detections_validate_and_slice_embeddings():
 
 @needs_model
 def test_flipped_copy_is_nearer_than_another_garment():
-    from closetai.predict import Predictor
+    from closetai.vision.predict import Predictor
 
     p = Predictor(device="cpu")
     h, w = 400, 300
@@ -379,7 +379,7 @@ def test_reindex_cli_embeds_stored_garments_once(tmp_path, tiny_model, capsys):
     c = app.test_client()
     for colour, name in (((200, 20, 20), "a.jpg"), ((20, 20, 200), "b.jpg")):
         assert c.post("/api/v1/analyses", data={"file": (io.BytesIO(jpeg(colour)), name)}).status_code == 201
-    store = app.extensions["closetai.store"]
+    store = app.extensions["closetai.storage.store"]
     assert store.load_embeddings()["ids"].size == 0  # FakePredictor makes no vectors
     args = ["reindex", "--model", str(tiny_model), "--device", "cpu", "--instance", str(instance)]
     assert main(args) == 0
@@ -427,7 +427,7 @@ def write_df2(root: Path, n_pairs: int = 4) -> Path:
 
 
 def test_df2_consumer_to_shop_on_a_fixture(tmp_path):
-    from closetai.data.deepfashion2 import DeepFashion2Dataset
+    from closetai.training.data.deepfashion2 import DeepFashion2Dataset
 
     root = write_df2(tmp_path / "df2")
     _, target = DeepFashion2Dataset(root)[0]
@@ -462,7 +462,7 @@ def test_video_tracks_are_items_linked_to_their_moment(client, tmp_path):
 
 def test_hnsw_index_agrees_with_the_exact_scan():
     pytest.importorskip("hnswlib", reason="hnswlib (optional) is not installed")
-    from closetai.similar import HnswIndex
+    from closetai.insights.similar import HnswIndex
 
     rng = np.random.default_rng(0)
     v = rng.normal(size=(2000, 32)).astype(np.float32)

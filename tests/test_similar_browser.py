@@ -25,7 +25,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from app import create_app
-    from closetai.predict import Predictor
+    from closetai.vision.predict import Predictor
 
     app = create_app({"PREDICTOR": Predictor(device="cpu"), "INSTANCE_PATH": tmp_path_factory.mktemp("instance")})
     with served(app) as base:

@@ -1,4 +1,4 @@
-"""closetai.store on a real SQLite file: round trips, cascades, atomic writes, path safety."""
+"""closetai.storage.store on a real SQLite file: round trips, cascades, atomic writes, path safety."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select, text
 
-from closetai.detections import decode_mask, encode_mask
-from closetai.store import (
+from closetai.storage.store import (
     NewAnalysis,
     NewDetection,
     NewTrack,
@@ -21,6 +20,7 @@ from closetai.store import (
     jobs,
     tracks,
 )
+from closetai.vision.detections import decode_mask, encode_mask
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ def test_failed_insert_leaves_no_row_and_no_file(store):
 
 
 def test_failed_file_write_leaves_nothing(store, monkeypatch):
-    import closetai.store as store_module
+    import closetai.storage.store as store_module
 
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")

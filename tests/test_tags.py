@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from closetai.data import DatasetError
-from closetai.data.tags import photos_in_split, read_image_tags, tag_split
+from closetai.training.data import DatasetError
+from closetai.training.data.tags import photos_in_split, read_image_tags, tag_split
 from tests.helpers import CCP, needs_shared
 
 

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from closetai import ClosetAIError
-from closetai.taxonomy import CCP15, DF2, ccp_label_to_class, get_taxonomy
+from closetai.vision.taxonomy import CCP15, DF2, ccp_label_to_class, get_taxonomy
 from tests.helpers import CCP, needs_shared
 
 

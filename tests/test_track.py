@@ -3,8 +3,8 @@ a class flip keeps it (majority class), different garments never merge."""
 
 import numpy as np
 
-from closetai.detections import Detections
-from closetai.track import GarmentTracker
+from closetai.analysis.track import GarmentTracker
+from closetai.vision.detections import Detections
 
 NAMES = ("top", "trousers", "bag")
 
@@ -206,7 +206,7 @@ def test_without_embeddings_every_garment_after_a_cut_is_new():
 
 
 def test_reid_is_on_by_default_at_a_high_cosine_and_never_crosses_classes():
-    from closetai.track import REID_SIMILARITY
+    from closetai.analysis.track import REID_SIMILARITY
 
     def after_cut(tracker, second, label=1):
         tracker.update(with_embeddings(dets((100, 50, 200, 300, 0.9, 1)), [1, 0, 0]))
@@ -236,7 +236,7 @@ def test_reid_remembers_the_whole_clip_unless_given_a_buffer():
 
 
 def test_shot_cuts_tells_a_cut_from_a_pan():
-    from closetai.track import ShotCuts
+    from closetai.analysis.track import ShotCuts
 
     rng = np.random.default_rng(0)
     street = rng.integers(0, 256, (300, 900, 3), dtype=np.uint8)

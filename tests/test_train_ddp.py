@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
-import closetai.train
-from closetai.data.pack import make_pack
-from closetai.model import load_model, read_model_file
-from closetai.train import ShardSampler, TrainArgs, train
+import closetai.training.train
+from closetai.training.data.pack import make_pack
+from closetai.training.train import ShardSampler, TrainArgs, train
+from closetai.vision.model import load_model, read_model_file
 from tests.helpers import REPO, SyntheticReader, synthetic_scene, tiny_model_config
 
 TINY_MODEL_OPTIONS = ["--no-pretrained", "--min-size", "128", "--train-sizes", "128", "--fpn-channels", "32",
@@ -67,7 +67,7 @@ def test_one_process_ddp_run_matches_a_plain_run(tmp_path, monkeypatch, one_thre
         wrapped.append(module)
         return torch.nn.parallel.DistributedDataParallel(module, **kwargs)
 
-    monkeypatch.setattr(closetai.train, "DistributedDataParallel", spy)
+    monkeypatch.setattr(closetai.training.train, "DistributedDataParallel", spy)
     for key, value in {"LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
                        "MASTER_PORT": str(_free_port())}.items():
         monkeypatch.setenv(key, value)

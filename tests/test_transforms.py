@@ -1,4 +1,4 @@
-"""closetai.data.transforms, conditions and augment: masks and boxes stay aligned with the pixels under
+"""closetai.training.data.transforms, conditions and augment: masks and boxes stay aligned with the pixels under
 every operation, cut instances follow the 40 % / 100 px rule, and the benchmark renders deterministically."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from closetai.data import masks_to_boxes
-from closetai.data import transforms as T
-from closetai.data.augment import StrongAugment
-from closetai.data.conditions import CONDITIONS, FRAMING, QUALITY, ConditionSet
-from closetai.data.transforms import Sample
+from closetai.training.data import masks_to_boxes
+from closetai.training.data import transforms as T
+from closetai.training.data.augment import StrongAugment
+from closetai.training.data.conditions import CONDITIONS, FRAMING, QUALITY, ConditionSet
+from closetai.training.data.transforms import Sample
 
 PERSON = 3  # the readers below: 1 = "red", 2 = "blue", 3 = "person"
 

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
+from closetai.analysis.track import REID_SIMILARITY, TrackerConfig
+from closetai.analysis.video import AnalysisCancelled, analyse_video
 from closetai.cli import main
-from closetai.detections import Detections, decode_mask
-from closetai.track import REID_SIMILARITY, TrackerConfig
-from closetai.video import (
+from closetai.media.video import (
     EmptyVideo,
     H264Writer,
     NotAVideo,
@@ -26,7 +26,7 @@ from closetai.video import (
     iter_frames,
     probe_video,
 )
-from closetai.videoanalysis import AnalysisCancelled, analyse_video
+from closetai.vision.detections import Detections, decode_mask
 from tests.helpers import write_audio_only
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -317,7 +317,7 @@ def test_a_clip_whose_sound_cannot_be_added_still_gives_a_silent_video(tmp_path,
                                      garbage=True)
     assert probe_video(clip).has_audio
     out = tmp_path / "ann.mp4"
-    with caplog.at_level("WARNING", logger="closetai.video"):
+    with caplog.at_level("WARNING", logger="closetai.media.video"):
         result = analyse_video(RedPredictor(), clip, fps=5, annotated_out=out)
     assert result.complete and len(result.tracks) == 1
     assert streams_of(out) == {"video": "h264"}
@@ -342,7 +342,7 @@ def hopping_frames(n: int = 20, first: int = 4, last: int = 16, step: int = 6):
 
 
 def test_in_between_frames_carry_their_tracks_overlay_moved_with_the_box(tmp_path):
-    from closetai.annotate import class_colour
+    from closetai.vision.annotate import class_colour
 
     clip = write_clip(tmp_path / "hop.mp4", hopping_frames(), fps=10)
     out = tmp_path / "ann.mp4"
@@ -503,8 +503,8 @@ def test_cancel_stops_and_leaves_no_output(tmp_path):
 
 
 def test_tiny_model_through_the_real_predictor(tmp_path):
-    from closetai.model import build_model, save_model
-    from closetai.predict import Predictor
+    from closetai.vision.model import build_model, save_model
+    from closetai.vision.predict import Predictor
 
     cfg = {"min_size": 128, "max_size": 256}
     model_path = tmp_path / "tiny.pt"
@@ -528,8 +528,8 @@ def test_tiny_model_through_the_real_predictor(tmp_path):
 @pytest.mark.skipif(not CCP_PHOTO.is_file(), reason="../shared CCP photos not present")
 @pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason="models/closetai-ccp15.pt not present")
 def test_shipped_model_counts_each_garment_once_on_a_ccp_clip(tmp_path):
-    from closetai.imageio import load_rgb
-    from closetai.predict import Predictor
+    from closetai.media.imageio import load_rgb
+    from closetai.vision.predict import Predictor
 
     photo, _ = load_rgb(CCP_PHOTO)
     h, w = (photo.shape[0] - 40) // 2 * 2, (photo.shape[1] - 40) // 2 * 2
@@ -648,7 +648,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_cli_writes_tracks_frames_and_timeline(tmp_path, capsys):
-    from closetai.model import build_model, save_model
+    from closetai.vision.model import build_model, save_model
 
     cfg = {"min_size": 128, "max_size": 256}
     save_model(build_model(len(NAMES) + 1, cfg), tmp_path / "tiny.pt", cfg,
@@ -679,7 +679,7 @@ def test_cli_writes_tracks_frames_and_timeline(tmp_path, capsys):
 
 
 def test_cli_truncated_clip_writes_partial_json_and_exits_2(tmp_path, capsys):
-    from closetai.model import build_model, save_model
+    from closetai.vision.model import build_model, save_model
 
     cfg = {"min_size": 128, "max_size": 256}
     save_model(build_model(len(NAMES) + 1, cfg), tmp_path / "tiny.pt", cfg,
@@ -704,8 +704,8 @@ def test_default_batch_size_is_one_frame_on_cpu_and_eight_on_a_gpu():
 
     import torch
 
-    from closetai.jobs import _SerialisedPredictor
-    from closetai.videoanalysis import default_batch_size
+    from closetai.analysis.video import default_batch_size
+    from closetai.jobs.runner import _SerialisedPredictor
 
     def fake(device):
         return SimpleNamespace(device=torch.device(device), min_score=0.5, class_names=("top",), info={})

@@ -29,7 +29,7 @@ pytestmark = [
 
 
 def make_clip(out: Path) -> Path:
-    from closetai.imageio import load_rgb
+    from closetai.media.imageio import load_rgb
 
     photo, _ = load_rgb(PHOTO)
     h, w = (photo.shape[0] - 40) // 2 * 2, (photo.shape[1] - 40) // 2 * 2
@@ -39,13 +39,13 @@ def make_clip(out: Path) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from app import create_app
-    from closetai.predict import Predictor
+    from closetai.vision.predict import Predictor
 
     app = create_app({"PREDICTOR": Predictor(device="cpu", threads=2),
                       "INSTANCE_PATH": tmp_path_factory.mktemp("instance")})
     with served(app) as base:
         yield base, app
-        app.extensions["closetai.jobs"].stop()
+        app.extensions["closetai.jobs.runner"].stop()
 
 
 def test_upload_clip_watch_progress_and_see_tracks(server, browser, tmp_path):

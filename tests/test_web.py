@@ -15,9 +15,9 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from app import create_app
-from closetai.colour import PALETTE, name_colour
-from closetai.detections import decode_mask
-from closetai.store import detections as detections_table
+from closetai.storage.store import detections as detections_table
+from closetai.vision.colour import PALETTE, name_colour
+from closetai.vision.detections import decode_mask
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CCP_PHOTO = SHARED / "data" / "ccp" / "photos" / "0003.jpg"
@@ -27,7 +27,7 @@ RED, NAVY, BLACK, SKIN = (180, 30, 40), (40, 60, 120), (20, 20, 20), (225, 185, 
 
 @pytest.fixture(scope="session")
 def predictor():
-    from closetai.predict import Predictor
+    from closetai.vision.predict import Predictor
 
     return Predictor(device="cpu")
 
@@ -77,12 +77,12 @@ def upload(client, data: bytes, name: str = "photo.jpg", url: str = "/api/v1/ana
 
 
 def stored_files(app) -> list[str]:
-    root = app.extensions["closetai.store"].media_root
+    root = app.extensions["closetai.storage.store"].media_root
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
 def row_counts(app) -> tuple[int, int]:
-    store = app.extensions["closetai.store"]
+    store = app.extensions["closetai.storage.store"]
     with store.engine.connect() as conn:
         n_det = conn.execute(select(func.count()).select_from(detections_table)).scalar_one()
     return store.count_analyses(), n_det
@@ -243,7 +243,7 @@ def test_missing_file_field(client, app):
 
 
 def test_store_failure_leaves_nothing(app, client, monkeypatch):
-    import closetai.store as store_module
+    import closetai.storage.store as store_module
 
     def disk_full(src, dst):
         raise OSError(28, "No space left on device")

@@ -19,8 +19,8 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from app import create_app
-from closetai.detections import decode_mask
-from closetai.store import analyses, detections, jobs, tracks
+from closetai.storage.store import analyses, detections, jobs, tracks
+from closetai.vision.detections import decode_mask
 from tests.helpers import SHIPPED_MODEL, write_audio_only
 from tests.test_video import CCP_PHOTO, RedPredictor, panned_frames, write_clip
 
@@ -41,7 +41,7 @@ def make_app(tmp_path):
 
     yield make
     for app in apps:
-        app.extensions["closetai.jobs"].stop(timeout=30)
+        app.extensions["closetai.jobs.runner"].stop(timeout=30)
 
 
 @pytest.fixture
@@ -75,12 +75,12 @@ def wait_done(client, job_id: int, timeout: float = 120.0) -> tuple[dict, list[d
 
 
 def media_files(app) -> list[str]:
-    root = app.extensions["closetai.store"].media_root
+    root = app.extensions["closetai.storage.store"].media_root
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
 def counts(app) -> dict[str, int]:
-    store = app.extensions["closetai.store"]
+    store = app.extensions["closetai.storage.store"]
     with store.engine.connect() as conn:
         return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
                 for t in (analyses, tracks, detections, jobs)}
@@ -123,7 +123,7 @@ def test_upload_progress_tracks_and_playable_annotated_video(app, client, tmp_pa
     assert video["timeline"]["counts"] == {"top": [1] * 15} and len(video["timeline"]["times_s"]) == 15
 
     # stored: analysis (kind video), the track, one detection per analysed frame with an RLE mask
-    store = app.extensions["closetai.store"]
+    store = app.extensions["closetai.storage.store"]
     analysis = store.get_analysis(video["analysis_id"])
     assert analysis["kind"] == "video" and (analysis["width"], analysis["height"]) == (128, 96)
     assert analysis["fps"] == pytest.approx(10) and analysis["frame_count"] == 30
@@ -365,8 +365,8 @@ def test_stopping_the_server_fails_the_running_job(make_app, tmp_path):
     job_id = upload(client, clip.read_bytes(), "c.mp4").get_json()["job_id"]
     while client.get(f"/api/v1/jobs/{job_id}").get_json()["done"] < 2:
         time.sleep(0.05)
-    app.extensions["closetai.jobs"].stop(timeout=30)
-    job = app.extensions["closetai.store"].get_job(job_id)
+    app.extensions["closetai.jobs.runner"].stop(timeout=30)
+    job = app.extensions["closetai.storage.store"].get_job(job_id)
     assert job["status"] == "failed" and "server shut down" in job["error"]
     assert counts(app)["analyses"] == 0 and media_files(app) == []
 
@@ -376,8 +376,8 @@ def test_stopping_the_server_fails_the_running_job(make_app, tmp_path):
 @pytest.mark.skipif(not CCP_PHOTO.is_file(), reason="../shared CCP photos not present")
 @pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason="models/closetai-ccp15.pt not present")
 def test_shipped_model_end_to_end_on_a_ccp_clip(make_app, tmp_path):
-    from closetai.imageio import load_rgb
-    from closetai.predict import Predictor as RealPredictor
+    from closetai.media.imageio import load_rgb
+    from closetai.vision.predict import Predictor as RealPredictor
 
     photo, _ = load_rgb(CCP_PHOTO)
     h, w = (photo.shape[0] - 40) // 2 * 2, (photo.shape[1] - 40) // 2 * 2

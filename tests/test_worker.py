@@ -1,9 +1,9 @@
-"""Jobs on Celery workers (closetai.worker): a real Redis, two real `closetai worker` processes on one
+"""Jobs on Celery workers (closetai.jobs.worker): a real Redis, two real `closetai worker` processes on one
 shared database (a SQLite file, then a real PostgreSQL); the ingest fan-out, a web video upload, and a
 worker SIGKILLed mid-video whose job the other worker completes, counted once. The same paths on SQLite with in-process threads are
 tests/test_ingest.py, tests/test_web_video.py and tests/test_jobs.py.
 
-A tiny random-weight model (saved with closetai.model.save_model) keeps the inference cheap: these
+A tiny random-weight model (saved with closetai.vision.model.save_model) keeps the inference cheap: these
 tests are about delivery, not detection; its score threshold is 0, so it finds "garments" that the
 tracker follows through a clip.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from closetai.cli import main
-from closetai.jobs import (
+from closetai.jobs.runner import (
     MAX_TAKEOVERS,
     WORKER,
     JobContext,
@@ -36,7 +36,7 @@ from closetai.jobs import (
     save_upload,
     take_over,
 )
-from closetai.store import Store
+from closetai.storage.store import Store
 from tests.helpers import REPO, tiny_model_config
 from tests.services import needs_postgres, needs_redis, postgres_server, redis_server
 from tests.test_ingest import make_photo
@@ -55,7 +55,7 @@ WORKER_ENV = {
 def tiny_model(tmp_path_factory) -> Path:
     import torch
 
-    from closetai.model import build_model, save_model
+    from closetai.vision.model import build_model, save_model
 
     torch.manual_seed(0)
     # Untrained, its class scores sit near chance (~0.1); mask scoring would halve them (its random masks
@@ -279,12 +279,12 @@ def test_ingest_fans_out_to_both_workers_and_matches_the_in_process_ingest(clust
 @pytest.mark.slow
 def test_web_video_upload_runs_on_a_worker_with_live_progress(cluster, tmp_path):
     from app import create_app
-    from closetai.worker import CeleryJobRunner
+    from closetai.jobs.worker import CeleryJobRunner
     from tests.test_web_video import Predictor
 
     app = create_app({"TESTING": True, "PREDICTOR": Predictor(), "INSTANCE_PATH": cluster.instance,
                       "DATABASE_URL": cluster.database_url, "BROKER_URL": cluster.broker})
-    assert isinstance(app.extensions["closetai.jobs"], CeleryJobRunner)
+    assert isinstance(app.extensions["closetai.jobs.runner"], CeleryJobRunner)
     client = app.test_client()
     clip = write_clip(tmp_path / "walk.mp4", panned_frames(40, step=2), fps=10)
     res = client.post("/api/v1/videos", data={"file": (io.BytesIO(clip.read_bytes()), "walk.mp4"), "source": "web"},
@@ -312,7 +312,7 @@ def test_web_video_upload_runs_on_a_worker_with_live_progress(cluster, tmp_path)
 
 def running_video(cluster: Cluster, tmp_path: Path, source: str) -> tuple[int, int]:
     """Submit a 30-frame clip and wait until a worker has analysed 3 frames: (job id, its pool pid)."""
-    from closetai.worker import CeleryJobRunner
+    from closetai.jobs.worker import CeleryJobRunner
 
     store = cluster.store
     clip = write_clip(tmp_path / f"{source}.mp4", panned_frames(60, step=1), fps=10)  # 30 frames at 5 fps

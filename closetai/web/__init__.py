@@ -13,8 +13,8 @@ from flask import Flask, current_app, jsonify, render_template, request, url_for
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from closetai import ClosetAIError
-from closetai.annotate import class_colour
-from closetai.store import AlreadyStored, Store
+from closetai.storage.store import AlreadyStored, Store
+from closetai.vision.annotate import class_colour
 
 # Friendlier words than werkzeug's defaults for the statuses a user can meet.
 _HTTP_MESSAGES = {
@@ -24,7 +24,7 @@ _HTTP_MESSAGES = {
 
 
 def store() -> Store:
-    return current_app.extensions["closetai.store"]
+    return current_app.extensions["closetai.storage.store"]
 
 
 def predictor():
@@ -40,7 +40,7 @@ def class_names() -> tuple[str, ...]:
 
 
 def class_colours() -> dict[str, str]:
-    """Per-class display colour, the same one closetai.annotate draws (ids are 1-based)."""
+    """Per-class display colour, the same one closetai.vision.annotate draws (ids are 1-based)."""
     return {name: "#{:02x}{:02x}{:02x}".format(*class_colour(i)) for i, name in enumerate(class_names(), 1)}
 
 

@@ -9,8 +9,8 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 
 from closetai import ClosetAIError, boolean
-from closetai.analyse import analyse_photo, clean_text
-from closetai.store import AlreadyStored
+from closetai.analysis.photo import analyse_photo, clean_text
+from closetai.storage.store import AlreadyStored
 from closetai.web import analysis_json, analysis_summary, inference_lock, predictor, store
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -62,7 +62,7 @@ def upload_part(what: str) -> FileStorage:
 
 
 def form_text(name: str, max_chars: int = 200) -> str:
-    """A text field of an upload form, cleaned like file names (closetai.analyse.clean_text)."""
+    """A text field of an upload form, cleaned like file names (closetai.analysis.photo.clean_text)."""
     value = request.form.get(name) or ""
     if "\ufffd" in value:  # werkzeug decodes fields as UTF-8 and replaces what is not
         raise BadRequest(f"{name} must be UTF-8 text")

@@ -10,8 +10,8 @@ import json
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, send_file, url_for
 
-from closetai.analyse import annotated_png
-from closetai.store import NotFound
+from closetai.analysis.photo import annotated_png
+from closetai.storage.store import NotFound
 from closetai.web import analysis_json, analysis_summary, class_colours, class_names, predictor, store
 from closetai.web.api import BadRequest, create_photo_analysis
 

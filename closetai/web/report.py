@@ -2,7 +2,7 @@
 
 Every route takes the same filters from the URL query (source (repeatable), since, until, kind,
 min_score, period), so any view of the report is a link that can be shared. The numbers come from
-closetai.report.report_tables for the page, the CSV and the JSON alike.
+closetai.insights.report.report_tables for the page, the CSV and the JSON alike.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 from markupsafe import Markup
 from werkzeug.exceptions import NotFound
 
-from closetai.report import (
+from closetai.insights.report import (
     CHARTS,
     ESTIMATE_CAPTION,
     FREQ_NAMES,
@@ -65,7 +65,7 @@ TABLE_COLUMNS_COMPARISON = [("label", "class", "text"), ("share_a", "group 1 (es
                             ("share_b_ci", "95 % interval", "ci"), ("difference", "difference", "pct"),
                             ("difference_ci", "95 % interval", "ci"), ("p_adjusted", "p (Holm)", "text"),
                             ("significant", "significant", "text")]
-# Added to the popular table when the model has measured correction rates (closetai.quantify).
+# Added to the popular table when the model has measured correction rates (closetai.insights.quantify).
 ESTIMATE_COLUMNS = [("estimated_share", "estimated share (corrected)", "pct"),
                     ("estimated_share_ci", "95 % interval", "ci")]
 _XML_PROLOGUE = re.compile(r"^.*?(?=<svg)", re.S)
@@ -102,12 +102,12 @@ class _ReportCache:
 
 
 def report_rates():
-    """The correction rates for the estimated shares (closetai.quantify): config REPORT_RATES (a Rates or
+    """The correction rates for the estimated shares (closetai.insights.quantify): config REPORT_RATES (a Rates or
     a model file path), else those beside the served model's file; None (a logged warning) when missing
     or stale. Read once per app."""
     ext = current_app.extensions
     if "closetai.report_rates" not in ext:
-        from closetai.quantify import Rates, load_rates
+        from closetai.insights.quantify import Rates, load_rates
 
         configured = current_app.config.get("REPORT_RATES")
         if isinstance(configured, Rates):

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, current_app, jsonify, render_template, request, url_for
 
-from closetai.analyse import crop_region, fit_long_side, jpeg_bytes
-from closetai.imageio import load_rgb
-from closetai.similar import SimilarItems
+from closetai.analysis.photo import crop_region, fit_long_side, jpeg_bytes
+from closetai.insights.similar import SimilarItems
+from closetai.media.imageio import load_rgb
 from closetai.web import inference_lock, predictor, store
 from closetai.web.api import BadRequest, uploaded_photo
 from closetai.web.pages import accepted_types, send_private
@@ -36,10 +36,10 @@ def data_url(rgb: np.ndarray, max_side: int) -> str:
 def index() -> SimilarItems:
     """One in-memory index per app, for the loaded model's embeddings (built on first use)."""
     ext = current_app.extensions
-    if "closetai.similar" not in ext:
+    if "closetai.insights.similar" not in ext:
         model = predictor().info.get("embedding") or "none"
-        ext["closetai.similar"] = SimilarItems(store(), model)
-    return ext["closetai.similar"]
+        ext["closetai.insights.similar"] = SimilarItems(store(), model)
+    return ext["closetai.insights.similar"]
 
 
 def _same_class(default: bool = True) -> bool:

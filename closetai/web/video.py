@@ -24,10 +24,10 @@ from flask import (
 )
 
 from closetai import ClosetAIError, sha256_file
-from closetai.analyse import display_name
-from closetai.jobs import create_video_job, job_status, save_upload
-from closetai.store import NotFound
-from closetai.videochart import timeline_alt, timeline_svg
+from closetai.analysis.photo import display_name
+from closetai.insights.videochart import timeline_alt, timeline_svg
+from closetai.jobs.runner import create_video_job, job_status, save_upload
+from closetai.storage.store import NotFound
 from closetai.web import class_colours, store
 from closetai.web.api import form_text, refuse_duplicate, upload_part
 from closetai.web.pages import send_private
@@ -43,7 +43,7 @@ class BadUpload(ClosetAIError):
 
 
 def runner():
-    return current_app.extensions["closetai.jobs"]
+    return current_app.extensions["closetai.jobs.runner"]
 
 
 def _video_job(job_id: int) -> dict[str, Any]:

@@ -1,0 +1,473 @@
+"""The video engine: decode -> sample -> batch inference -> tracking -> per-track summary, per-frame
+detections, timeline, and optionally an annotated H.264 mp4.
+
+Built to be called by a job runner: `on_progress(done, total)` after each unit of work (it may persist
+progress, or raise to abort), `should_stop()` checked between batches (-> AnalysisCancelled), and a
+`VideoResult` whose `to_json()` is what the CLI writes and what a store can persist. A clip corrupted
+part-way is not an exception here: the result keeps what was analysed, with `complete=False` and the
+reason in `error`, so the caller decides how to report it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from closetai import ClosetAIError
+from closetai.analysis.track import GarmentTracker, ShotCuts, TrackerConfig
+from closetai.media.video import (
+    DEFAULT_ANALYSIS_FPS,
+    H264Writer,
+    VideoCorrupt,
+    VideoInfo,
+    VideoLimits,
+    iter_frames,
+    probe_video,
+)
+from closetai.vision.annotate import annotate
+from closetai.vision.colour import dominant_colour
+from closetai.vision.detections import Detections, decode_mask, encode_mask, mask_extent
+
+ProgressFn = Callable[[int, int], None]
+
+
+class AnalysisCancelled(ClosetAIError):
+    status = 409
+
+
+@dataclass
+class FrameResult:
+    """Tracked detections of one analysed frame. Masks are kept as COCO RLE (a full-resolution bool
+    mask per garment per frame would not stay flat in memory on long clips)."""
+
+    index: int  # sampled frame number
+    source_index: int  # frame number in the clip
+    time_s: float
+    detections: Detections  # masks=None, track_ids set
+    mask_rles: list[dict[str, Any]]
+
+    def with_masks(self) -> Detections:
+        d = self.detections
+        masks = np.stack([decode_mask(r) for r in self.mask_rles]) if self.mask_rles else None
+        return Detections(d.xyxy, d.scores, d.class_ids, d.class_names, masks=masks, track_ids=d.track_ids)
+
+    def to_json(self) -> dict[str, Any]:
+        items = self.detections.to_json()
+        for item, rle in zip(items, self.mask_rles, strict=True):
+            item["mask"] = rle
+        return {"index": self.index, "source_index": self.source_index, "time_s": round(self.time_s, 3),
+                "detections": items}
+
+
+@dataclass
+class TrackSummary:
+    """One garment, counted once."""
+
+    track_id: int
+    label: str
+    label_votes: dict[str, int]
+    first_seen_s: float
+    last_seen_s: float
+    frames_seen: int
+    best_score: float
+    best_time_s: float
+    best_box: list[float]
+    colour: dict[str, Any]
+    crop: np.ndarray = field(repr=False)  # RGB uint8, the box of the highest-score sighting
+    embedding: np.ndarray | None = field(default=None, repr=False)  # that sighting's (closetai.vision.embed)
+
+    def crop_jpeg(self, quality: int = 90) -> bytes:
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(self.crop).save(buf, format="JPEG", quality=quality)
+        return buf.getvalue()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"track_id": self.track_id, "label": self.label, "label_votes": self.label_votes,
+                "first_seen_s": round(self.first_seen_s, 3), "last_seen_s": round(self.last_seen_s, 3),
+                "frames_seen": self.frames_seen, "best_score": round(self.best_score, 4),
+                "best_time_s": round(self.best_time_s, 3), "best_box": self.best_box, "colour": self.colour}
+
+
+@dataclass
+class VideoResult:
+    info: VideoInfo
+    analysis_fps: float | None  # None: every frame
+    frames: list[FrameResult]
+    tracks: list[TrackSummary]
+    timeline: dict[str, Any]
+    complete: bool
+    error: str | None
+    annotated: str | None  # path of the annotated mp4, when written
+    annotated_mode: str | None  # "sampled" (analysed frames at the analysis rate) or "all"
+    model: dict[str, Any]
+    settings: dict[str, Any]
+    timings: dict[str, float]
+    annotated_audio: str | None = None  # "copied aac", "re-encoded ... to aac", or "none (why)"
+
+    def to_json(self, frames: bool = True) -> dict[str, Any]:
+        out = {
+            "video": self.info.to_json(),
+            "analysis": {"fps": self.analysis_fps, "frames_analysed": len(self.frames),
+                         "complete": self.complete, "error": self.error, "model": self.model,
+                         "settings": self.settings,
+                         "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+                         "annotated": ({"path": self.annotated, "frames": self.annotated_mode,
+                                        "audio": self.annotated_audio}
+                                       if self.annotated else None)},
+            "tracks": [t.to_json() for t in self.tracks],
+            "timeline": self.timeline,
+        }
+        if frames:
+            out["frames"] = [f.to_json() for f in self.frames]
+        return out
+
+
+@dataclass
+class _TrackStats:
+    first_s: float
+    last_s: float
+    hits: int = 0
+    votes: Counter = field(default_factory=Counter)
+    best_score: float = -1.0
+    best_time_s: float = 0.0
+    best_box: np.ndarray | None = None
+    best_crop: np.ndarray | None = None
+    best_crop_mask: np.ndarray | None = None
+    best_embedding: np.ndarray | None = None
+
+
+def _crop(rgb: np.ndarray, mask: np.ndarray | None, box: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    h, w = rgb.shape[:2]
+    x1, y1 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+    x2, y2 = min(w, max(x1 + 1, int(np.ceil(box[2])))), min(h, max(y1 + 1, int(np.ceil(box[3]))))
+    return rgb[y1:y2, x1:x2].copy(), None if mask is None else mask[y1:y2, x1:x2].copy()
+
+
+def _timeline(frames: list[FrameResult], class_names: tuple[str, ...]) -> dict[str, Any]:
+    """Per analysed time, how many garments of each class are on screen (only classes ever seen)."""
+    seen = sorted({int(c) for f in frames for c in f.detections.class_ids})
+    counts = {class_names[c - 1]: [int((f.detections.class_ids == c).sum()) for f in frames] for c in seen}
+    return {"times_s": [round(f.time_s, 3) for f in frames], "counts": counts,
+            "total": [len(f.detections) for f in frames]}
+
+
+# A track missed in up to this many analysed frames in a row still moves smoothly through the gap; a longer
+# absence (it left the picture, or was hidden) shows no overlay until it is seen again.
+INTERPOLATE_MAX_GAP = 3
+
+
+def _warp_mask(crop: np.ndarray, at: tuple[int, int], src_box: np.ndarray, dst_box: np.ndarray,
+               shape: tuple[int, int]) -> np.ndarray:
+    """Full-frame bool mask: `crop` (a mask's tight extent, top-left at `at` = (y, x)) moved and scaled
+    with its box from `src_box` to `dst_box` (x1, y1, x2, y2)."""
+    h, w = shape
+    sw, sh = max(src_box[2] - src_box[0], 1e-3), max(src_box[3] - src_box[1], 1e-3)
+    kx, ky = (dst_box[2] - dst_box[0]) / sw, (dst_box[3] - dst_box[1]) / sh
+    y0, x0 = at
+    x1 = int(round(dst_box[0] + (x0 - src_box[0]) * kx))
+    y1 = int(round(dst_box[1] + (y0 - src_box[1]) * ky))
+    x2 = int(round(dst_box[0] + (x0 + crop.shape[1] - src_box[0]) * kx))
+    y2 = int(round(dst_box[1] + (y0 + crop.shape[0] - src_box[1]) * ky))
+    out = np.zeros(shape, dtype=bool)
+    if x2 <= x1 or y2 <= y1:
+        return out
+    if (x2 - x1, y2 - y1) != (crop.shape[1], crop.shape[0]):
+        crop = cv2.resize(crop.view(np.uint8), (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST).view(bool)
+    cx1, cy1, cx2, cy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+    if cx2 > cx1 and cy2 > cy1:
+        out[cy1:cy2, cx1:cx2] = crop[cy1 - y1:cy2 - y1, cx1 - x1:cx2 - x1]
+    return out
+
+
+class _InBetween:
+    """Overlays for every frame of a clip from its analysed frames: each track's box interpolated
+    linearly between the two analysed sightings around the frame, and the nearer sighting's mask moved
+    and scaled with it. No overlay before a track's first sighting or after its last, in gaps longer
+    than INTERPOLATE_MAX_GAP analysed frames, and no sliding across a shot cut (the nearer sighting's
+    overlay is held instead). Masks are decoded once per sighting and dropped when passed: memory holds
+    the frames' RLEs plus a few decoded crops."""
+
+    def __init__(self, frames: list[FrameResult], cut_before: set[int], class_names: tuple[str, ...],
+                 shape: tuple[int, int]):
+        self.frames, self.cut_before, self.class_names, self.shape = frames, cut_before, class_names, shape
+        self.sightings: dict[int, list[tuple[int, int, int]]] = {}  # track -> [(source index, frame pos, det)]
+        for pos, fr in enumerate(frames):
+            for j, tid in enumerate(fr.detections.track_ids):
+                self.sightings.setdefault(int(tid), []).append((fr.source_index, pos, j))
+        self.pointer = dict.fromkeys(self.sightings, 0)
+        self.crops: dict[tuple[int, int], tuple[np.ndarray, tuple[int, int]] | None] = {}
+
+    def _crop(self, pos: int, j: int):
+        key = (pos, j)
+        if key not in self.crops:
+            fr = self.frames[pos]
+            if not fr.mask_rles:
+                self.crops[key] = None
+            else:
+                mask = decode_mask(fr.mask_rles[j])
+                extent = mask_extent(mask)
+                self.crops[key] = None if extent is None else (
+                    mask[extent[0]:extent[1], extent[2]:extent[3]].copy(), (extent[0], extent[2]))
+        return self.crops[key]
+
+    def _cut_between(self, pos_a: int, pos_b: int) -> bool:
+        return any(p in self.cut_before for p in range(pos_a + 1, pos_b + 1))
+
+    def at(self, source_index: int) -> Detections:
+        boxes, scores, classes, tids, masks = [], [], [], [], []
+        oldest = None
+        for tid, seen in self.sightings.items():
+            if not seen[0][0] <= source_index <= seen[-1][0]:
+                continue
+            p = self.pointer[tid]
+            while p + 1 < len(seen) and seen[p + 1][0] <= source_index:
+                p += 1
+            self.pointer[tid] = p
+            src, pos, j = seen[p]
+            fr = self.frames[pos]
+            box = fr.detections.xyxy[j].astype(np.float64)
+            if src != source_index:  # between two sightings
+                src_b, pos_b, j_b = seen[p + 1]
+                if pos_b - pos > INTERPOLATE_MAX_GAP:
+                    continue
+                u = (source_index - src) / (src_b - src)
+                box_b = self.frames[pos_b].detections.xyxy[j_b].astype(np.float64)
+                if self._cut_between(pos, pos_b):
+                    if u >= 0.5:
+                        src, pos, j, box = src_b, pos_b, j_b, box_b
+                    shown = box
+                else:
+                    shown = (1 - u) * box + u * box_b
+                    if u > 0.5:  # the nearer sighting's mask, class and score
+                        src, pos, j, box = src_b, pos_b, j_b, box_b
+            else:
+                shown = box
+            fr = self.frames[pos]
+            oldest = seen[p][1] if oldest is None else min(oldest, seen[p][1])
+            boxes.append(shown)
+            scores.append(fr.detections.scores[j])
+            classes.append(fr.detections.class_ids[j])
+            tids.append(tid)
+            crop = self._crop(pos, j)
+            masks.append(np.zeros(self.shape, dtype=bool) if crop is None
+                         else _warp_mask(crop[0], crop[1], box, shown, self.shape))
+        if oldest is not None:  # crops of sightings every track has passed are not needed again
+            for key in [k for k in self.crops if k[0] < oldest]:
+                del self.crops[key]
+        if not boxes:
+            return Detections.empty(self.class_names, *self.shape)
+        has_masks = any(fr.mask_rles for fr in self.frames)
+        return Detections(np.array(boxes), np.array(scores), np.array(classes), self.class_names,
+                          masks=np.stack(masks) if has_masks else None, track_ids=np.array(tids))
+
+
+def default_batch_size(predictor) -> int:
+    """Frames per forward pass: 8 on a GPU (bench/bench_gpu.py), 1 on a CPU, where batches of 4 were
+    12-18% slower per frame and took 0.35 GB more memory (bench/bench_video.py --seconds 5
+    --batch-size 1 vs 4 on 2 cores: 13.4/14.1 s vs 15.3/17.1 s)."""
+    device = getattr(predictor, "device", None)
+    return 8 if getattr(device, "type", str(device)) == "cuda" else 1
+
+
+def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAULT_ANALYSIS_FPS,
+                  annotated_out: str | os.PathLike | None = None, on_progress: ProgressFn | None = None,
+                  batch_size: int | None = None, *, limits: VideoLimits | None = None, min_hits: int = 3,
+                  tracker: TrackerConfig | None = None, low_score: float = 0.1, min_track_score: float = 0.0,
+                  annotate_all_frames: bool = True,
+                  should_stop: Callable[[], bool] | None = None) -> VideoResult:
+    """Analyse a clip end to end.
+
+    predictor: a `closetai.vision.predict.Predictor` (or anything with `predict_batch(frames, min_score,
+      embed_min_score=...)`, `min_score`, `class_names`, `info`). Its `min_score` is the tracker's high threshold; detections
+      down to `low_score` are only used to extend existing tracks (ByteTrack's second round).
+    fps: analysis rate; None or 0 analyses every frame.
+    annotated_out: write an H.264 mp4 (yuv420p, faststart) with masks, boxes, labels and track ids, and
+      the clip's sound (copied when MP4 takes its codec, else re-encoded to AAC; a clip whose sound
+      cannot be added gives a silent video, logged). By default it holds every frame at the clip's
+      rate, each track's box interpolated between the analysed frames around it and its mask moved
+      with the box (_InBetween); `annotate_all_frames=False` writes only the analysed frames at the
+      analysis rate (cheaper).
+    on_progress(done, total): called after each frame analysed and then each frame written; total =
+      frames to analyse + frames to write (estimated from the header; the last call has done == total).
+    batch_size: frames per forward pass; None: default_batch_size(predictor).
+    min_hits: tracks seen in fewer analysed frames are dropped as flicker.
+    min_track_score: tracks whose best detection scores below this are dropped as too weak to be a garment.
+    Raises the `closetai.media.video` errors for unusable input, AnalysisCancelled when `should_stop()`
+    turns true; a clip corrupt part-way returns a partial result (complete=False, error set).
+    Nothing is left at `annotated_out` unless the call returns.
+    """
+    batch_size = batch_size or default_batch_size(predictor)
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    if fps is not None and fps < 0:
+        raise ClosetAIError(f"analysis rate must be positive (or 0 for every frame), got {fps}")
+    t_start = time.perf_counter()
+    limits = limits or VideoLimits()
+    info = probe_video(path, limits)
+    every = not fps or fps >= info.fps
+    analysis_fps = None if every else float(fps)
+    n_analyse = info.sampled_count(analysis_fps)
+    n_write = 0 if annotated_out is None else (info.frame_count if annotate_all_frames else n_analyse)
+    total = n_analyse + n_write
+    done = 0
+
+    def progress() -> None:
+        if on_progress is not None:
+            on_progress(done, max(total, done))
+
+    def check_stop() -> None:
+        if should_stop is not None and should_stop():
+            raise AnalysisCancelled(f"analysis of {Path(path).name} was cancelled")
+
+    cfg = dataclasses.replace(tracker or TrackerConfig())
+    cfg.high_score = predictor.min_score
+    cfg.low_score = min(low_score, predictor.min_score)
+    trk = GarmentTracker(cfg)
+    cuts = ShotCuts(cfg.cut_distance)
+    # A track starts at a detection of at least this score and its best view only ever rises from there,
+    # so detections below it never need an embedding (the second-round low ones are most of a frame's).
+    embed_from = cfg.high_score if cfg.new_track_score is None else min(cfg.high_score, cfg.new_track_score)
+    class_names = tuple(predictor.class_names)
+    raw_frames: list[FrameResult] = []
+    cut_before: set[int] = set()  # positions in raw_frames (and frames) of the first frame after a shot cut
+    stats: dict[int, _TrackStats] = {}
+    timings = {"decode": 0.0, "inference": 0.0, "tracking": 0.0, "annotate_encode": 0.0}
+    error: str | None = None
+
+    def run_batch(batch) -> None:
+        nonlocal done
+        t0 = time.perf_counter()
+        results = predictor.predict_batch([f.rgb for f in batch], min_score=cfg.low_score,
+                                          embed_min_score=embed_from)
+        timings["inference"] += time.perf_counter() - t0
+        for frame, dets in zip(batch, results, strict=True):
+            t0 = time.perf_counter()
+            cut = cuts(frame.rgb)
+            if cut:
+                cut_before.add(len(raw_frames))
+            tracked = trk.update(dets, cut=cut)
+            rles = [encode_mask(m) for m in tracked.masks] if tracked.masks is not None else []
+            for i, tid in enumerate(tracked.track_ids):
+                st = stats.setdefault(int(tid), _TrackStats(frame.time, frame.time))
+                st.last_s, st.hits = frame.time, st.hits + 1
+                st.votes[tracked.labels[i]] += 1
+                if tracked.scores[i] > st.best_score:
+                    mask = tracked.masks[i] if tracked.masks is not None else None
+                    st.best_score, st.best_time_s = float(tracked.scores[i]), frame.time
+                    st.best_box = tracked.xyxy[i].copy()
+                    st.best_crop, st.best_crop_mask = _crop(frame.rgb, mask, tracked.xyxy[i])
+                    vector = tracked.embeddings[i] if tracked.embeddings is not None else None
+                    st.best_embedding = vector if vector is not None and np.isfinite(vector).all() else None
+            light = Detections(tracked.xyxy, tracked.scores, tracked.class_ids, class_names,
+                               track_ids=tracked.track_ids)
+            raw_frames.append(FrameResult(frame.index, frame.source_index, frame.time, light, rles))
+            timings["tracking"] += time.perf_counter() - t0
+            done += 1
+            progress()
+
+    check_stop()
+    batch = []
+    frames_iter = iter_frames(path, analysis_fps, limits, info)
+    try:
+        while True:
+            t0 = time.perf_counter()
+            frame = next(frames_iter, None)
+            timings["decode"] += time.perf_counter() - t0
+            if frame is None:
+                break
+            batch.append(frame)
+            if len(batch) == batch_size:
+                check_stop()
+                run_batch(batch)
+                batch = []
+    except VideoCorrupt as exc:
+        error = str(exc)
+    finally:
+        frames_iter.close()  # on cancel/abort: release the decoder now, not at garbage collection
+    if batch:
+        check_stop()
+        run_batch(batch)
+    if not raw_frames:  # corrupt before the first sampled frame could be analysed
+        raise VideoCorrupt(error or f"no frame of {Path(path).name} could be analysed")
+
+    # Drop flicker tracks; number the rest 1.. in order of first appearance.
+    kept = sorted((tid for tid, st in stats.items() if st.hits >= min_hits and st.best_score >= min_track_score),
+                  key=lambda t: (stats[t].first_s, t))
+    new_id = {old: new for new, old in enumerate(kept, start=1)}
+    frames: list[FrameResult] = []
+    # A garment the model called by two classes in turn is one track: every sighting takes its majority class.
+    majority = {old: class_names.index(stats[old].votes.most_common(1)[0][0]) + 1 for old in kept}
+    for fr in raw_frames:
+        keep = np.array([int(t) in new_id for t in fr.detections.track_ids], dtype=bool)
+        d = fr.detections[keep]
+        d.class_ids = np.array([majority[int(t)] for t in d.track_ids], dtype=np.int64)
+        d.track_ids = np.array([new_id[int(t)] for t in d.track_ids], dtype=np.int64)
+        frames.append(FrameResult(fr.index, fr.source_index, fr.time_s, d,
+                                  [r for r, k in zip(fr.mask_rles, keep, strict=True) if k] if fr.mask_rles else []))
+    tracks = []
+    for old in kept:
+        st = stats[old]
+        label = st.votes.most_common(1)[0][0]
+        colour = (dominant_colour(st.best_crop, st.best_crop_mask) if st.best_crop_mask is not None
+                  else dominant_colour(st.best_crop, np.ones(st.best_crop.shape[:2], dtype=bool)))
+        tracks.append(TrackSummary(new_id[old], label, dict(st.votes), st.first_s, st.last_s, st.hits,
+                                   st.best_score, st.best_time_s, [round(float(v), 1) for v in st.best_box],
+                                   colour, st.best_crop, st.best_embedding))
+
+    annotated_mode = audio = None
+    if annotated_out is not None:
+        annotated_mode = "all" if annotate_all_frames else "sampled"
+        total = done + (info.frame_count if annotate_all_frames else len(frames))
+        t0 = time.perf_counter()
+        # Every frame at the clip's rate, tracks' overlays interpolated between analysed frames (the clip
+        # is decoded a second time, so memory stays flat); or only the analysed frames at the analysis rate.
+        between = (_InBetween(frames, cut_before, class_names, (info.height, info.width))
+                   if annotate_all_frames else None)
+        with H264Writer(annotated_out, info.fps if (annotate_all_frames or every) else analysis_fps,
+                        audio_from=path if info.has_audio else None) as writer:
+            last_source = frames[-1].source_index
+            by_source = {f.source_index: f for f in frames}
+            current = None
+            try:
+                for frame in iter_frames(path, None if annotate_all_frames else analysis_fps, limits, info):
+                    if frame.source_index > last_source and (error is not None or not annotate_all_frames):
+                        break
+                    if frame.index % 8 == 0:
+                        check_stop()
+                    if between is not None:
+                        shown = between.at(frame.source_index)
+                    else:
+                        current = by_source.get(frame.source_index, current)
+                        shown = current.with_masks()
+                    writer.write(annotate(frame.rgb, shown))
+                    done += 1
+                    progress()
+            except VideoCorrupt:
+                if error is None:  # decoding is deterministic: a clip that read fine once should again
+                    raise
+        audio = writer.audio if info.has_audio else "none (the clip has no sound)"
+        timings["annotate_encode"] = time.perf_counter() - t0
+    if done != total:  # the header's frame count was an estimate; end on done == total
+        total = done
+        progress()
+    timings["total"] = time.perf_counter() - t_start
+    model = {k: v for k, v in predictor.info.items() if k in ("name", "taxonomy", "device", "embedding")}
+    settings = {"min_hits": min_hits, "min_track_score": min_track_score, "batch_size": batch_size, "high_score": cfg.high_score,
+                "low_score": cfg.low_score, "match_iou": cfg.match_iou, "lost_buffer": cfg.lost_buffer,
+                "shot_cuts": cuts.count if cfg.cut_distance is not None else None,
+                "reid_similarity": cfg.reid_similarity if cfg.cut_distance is not None else None}
+    return VideoResult(info, analysis_fps, frames, tracks, _timeline(frames, class_names), error is None, error,
+                       None if annotated_out is None else str(annotated_out), annotated_mode, model, settings,
+                       timings, audio)

@@ -1,0 +1,1 @@
+"""What the stored rows say: the trend report, estimated shares, similar items, charts."""

@@ -1,0 +1,1 @@
+"""Background jobs: the queue lifecycle and thread runner (runner), Celery workers (worker)."""

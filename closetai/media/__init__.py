@@ -1,0 +1,1 @@
+"""Decoding and encoding: photos (imageio) and videos (video)."""

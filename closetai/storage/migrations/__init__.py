@@ -1,0 +1,1 @@
+"""Alembic schema migrations for closetai.storage.store (run by Store.init_schema; see env.py)."""

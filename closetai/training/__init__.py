@@ -1,0 +1,1 @@
+"""Data readers, training, evaluation, the model card, epoch selection."""
