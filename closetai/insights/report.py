@@ -414,7 +414,7 @@ def chart_popular(report: Report, fmt: str = "svg") -> bytes:
         right.set_title("Share of photos/clips with each class")
         right.set_xlabel("share of photos/clips")
         right.tick_params(labelleft=False)
-        right.legend(loc="lower right", fontsize=7)
+        right.legend(loc="lower right", fontsize=8)
     return _render(fig, fmt)
 
 
