@@ -320,6 +320,12 @@ def test_report_compares_two_sources_and_two_periods(tmp_path):
     by_period = client.get("/report.json?compare=2026-11-01..2026-11-10&compare=2026-11-11..2026-11-30").get_json()
     assert {r["label"]: r["difference"] for r in by_period["comparison"]} == {
         c: r["difference"] for c, r in rows.items()}
+    # rising / falling (issue 17.3): only for periods, only where significant; north's period is first
+    assert {r["trend"] for r in rows.values()} == {None}
+    trends = {r["label"]: r["trend"] for r in by_period["comparison"]}
+    assert trends["top"] == trends["skirt"] == "falling" and trends["scarf"] == trends["dress"] == "steady"
+    swapped = client.get("/report.json?compare=2026-11-11..2026-11-30&compare=2026-11-01..2026-11-10").get_json()
+    assert {r["label"]: r["trend"] for r in swapped["comparison"]}["top"] == "falling"  # order typed does not matter
     csv_rows = [r for r in csv.DictReader(io.StringIO(
         client.get("/report.csv?compare=source:north&compare=source:south").get_data(as_text=True)))
         if r["table"] == "comparison"]
@@ -327,6 +333,8 @@ def test_report_compares_two_sources_and_two_periods(tmp_path):
     page = client.get("/report?compare=source:north&compare=source:south").get_data(as_text=True)
     assert 'id="table-comparison"' in page and "source:north vs source:south" in page
     assert page.count('class="significant"') == 2
+    period_page = client.get("/report?compare=2026-11-01..2026-11-10&compare=2026-11-11..2026-11-30").get_data(as_text=True)
+    assert "Rising and falling: 2026-11-01..2026-11-10 vs" in period_page and "Rising and falling" not in page
 
     for query, message in (("compare=source:north", "compare needs exactly two groups"),
                            ("compare=north&compare=south", "is neither source:NAME nor a period"),

@@ -633,6 +633,16 @@ def _label_set_matrix(sets: pd.DataFrame, n_analyses: int, classes: tuple[str, .
     return found, counts
 
 
+def _trend(difference: float, significant: bool, later_is_b: bool | None) -> str | None:
+    """difference is group a minus group b; None when the groups are not two periods."""
+    if later_is_b is None:
+        return None
+    if not significant or not math.isfinite(difference):
+        return "steady"
+    grew = difference < 0 if later_is_b else difference > 0
+    return "rising" if grew else "falling"
+
+
 def _comparison(store: Any, filters: ReportFilters, rates: Any, threshold: float) -> pd.DataFrame:
     """Estimated shares of the two compared groups, their difference with its 95 % interval and which
     differences stay significant after Holm's correction over the classes found in either group."""
@@ -653,6 +663,10 @@ def _comparison(store: Any, filters: ReportFilters, rates: Any, threshold: float
     cmp_ = compare_shares(*_label_set_matrix(sets_a, n_a, rates.classes),
                           *_label_set_matrix(sets_b, n_b, rates.classes), rates, threshold)
     seen = {c for sets in (sets_a, sets_b) for labels in sets["labels"] for c in labels}
+    # Two periods: the later one decides "rising" / "falling", only where the difference is significant
+    # after Holm's correction (no rising on noise); "steady" otherwise. Not for two sources.
+    starts = [_compare_group(g)[1] for g in filters.compare]
+    later_is_b = None if None in starts else starts[1] > starts[0]
     rows = []
     for i, c in enumerate(rates.classes):
         if c not in seen:
@@ -668,9 +682,10 @@ def _comparison(store: Any, filters: ReportFilters, rates: Any, threshold: float
                      "group_b": filters.compare[1], "share_b": num(cmp_.b.share[i]),
                      "share_b_ci": ci(cmp_.b.low[i], cmp_.b.high[i]), "analyses_b": n_b,
                      "difference": num(cmp_.difference[i]), "difference_ci": ci(cmp_.low[i], cmp_.high[i]),
-                     "p_adjusted": num(cmp_.p_adjusted[i]), "significant": bool(cmp_.significant[i])})
+                     "p_adjusted": num(cmp_.p_adjusted[i]), "significant": bool(cmp_.significant[i]),
+                     "trend": _trend(cmp_.difference[i], bool(cmp_.significant[i]), later_is_b)})
     columns = ["label", "group_a", "share_a", "share_a_ci", "analyses_a", "group_b", "share_b", "share_b_ci",
-               "analyses_b", "difference", "difference_ci", "p_adjusted", "significant"]
+               "analyses_b", "difference", "difference_ci", "p_adjusted", "significant", "trend"]
     out = pd.DataFrame(rows, columns=columns).astype({c: object for c in ("share_a", "share_b", "difference",
                                                                           "p_adjusted")})
     order = out["difference"].map(lambda v: -v if v is not None else np.inf)

@@ -64,7 +64,7 @@ TABLE_COLUMNS_COMPARISON = [("label", "class", "text"), ("share_a", "group 1 (es
                             ("share_a_ci", "95 % interval", "ci"), ("share_b", "group 2 (estimated)", "pct"),
                             ("share_b_ci", "95 % interval", "ci"), ("difference", "difference", "pct"),
                             ("difference_ci", "95 % interval", "ci"), ("p_adjusted", "p (Holm)", "text"),
-                            ("significant", "significant", "text")]
+                            ("significant", "significant", "text"), ("trend", "rising / falling", "text")]
 # Added to the popular table when the model has measured correction rates (closetai.insights.quantify).
 ESTIMATE_COLUMNS = [("estimated_share", "estimated share (corrected)", "pct"),
                     ("estimated_share_ci", "95 % interval", "ci")]
