@@ -286,8 +286,9 @@ def test_comparison_finds_the_real_differences_and_no_false_ones():
     assert false_alarms <= 2
 
 
-def test_report_compares_two_sources_and_two_periods(tmp_path):
-    """Issue 17.3 (first part): north has more tops and skirts than south, the same scarves and dresses."""
+def _compare_app(tmp_path):
+    """An app whose report has rates and 1,400 photos: north (Nov 1) with more tops and skirts than
+    south (Nov 20), the same scarves and dresses."""
     model = tmp_path / "closetai-test.pt"
     model.write_bytes(b"the weights")
     rates = calibration(np.random.default_rng(7), 300)
@@ -307,6 +308,12 @@ def test_report_compares_two_sources_and_two_periods(tmp_path):
                                            files={"photo": b"x"}),
                                [NewDetection(label=c, score=0.9, box=(0, 0, 5, 5))
                                 for c, f in zip(CLASSES, row, strict=True) if f])
+    return app
+
+
+def test_report_compares_two_sources_and_two_periods(tmp_path):
+    """Issue 17.3 (first part): north has more tops and skirts than south, the same scarves and dresses."""
+    app = _compare_app(tmp_path)
     client = app.test_client()
     body = client.get("/report.json?compare=source:north&compare=source:south").get_json()
     rows = {r["label"]: r for r in body["comparison"]}
@@ -335,6 +342,7 @@ def test_report_compares_two_sources_and_two_periods(tmp_path):
     assert page.count('class="significant"') == 2
     period_page = client.get("/report?compare=2026-11-01..2026-11-10&compare=2026-11-11..2026-11-30").get_data(as_text=True)
     assert "Rising and falling: 2026-11-01..2026-11-10 vs" in period_page and "Rising and falling" not in page
+    assert 'id="chart-comparison"' in page and "<svg" in page.split('id="chart-comparison"')[1][:400]
 
     for query, message in (("compare=source:north", "compare needs exactly two groups"),
                            ("compare=north&compare=south", "is neither source:NAME nor a period"),
@@ -342,6 +350,23 @@ def test_report_compares_two_sources_and_two_periods(tmp_path):
                            ("compare=2026-11-30..2026-11-01&compare=source:south", "is empty")):
         res = client.get("/report.json?" + query)
         assert res.status_code == 400 and message in res.get_json()["error"], query
+
+def test_the_comparison_chart_marks_the_significant_differences_in_the_browser(tmp_path, browser):
+    from tests.helpers import served
+
+    app = _compare_app(tmp_path)
+    with served(app) as base:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(base + "/report?compare=source:north&compare=source:south")
+        chart = page.locator("#chart-comparison svg")
+        assert chart.count() == 1 and chart.bounding_box()["width"] > 300
+        text = page.eval_on_selector("#chart-comparison svg", "s => s.textContent")
+        assert "source:north minus source:south" in text and "significant (Holm)" in text
+        rows = page.locator("#table-comparison tbody tr.significant")
+        assert rows.count() == 2
+        page.set_viewport_size({"width": 390, "height": 844})
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.close()
 
 
 def test_comparison_without_rates_is_a_clear_400(tmp_path):

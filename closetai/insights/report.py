@@ -527,6 +527,35 @@ def _placeholder(name: str, fmt: str) -> bytes:
     return _render(fig, fmt)
 
 
+def chart_comparison(report: Report, fmt: str = "svg") -> bytes:
+    """The compared groups' difference per class (group 1 minus group 2) with its 95 % interval; the
+    significant ones (after Holm) solid, the rest hollow. Drawn only when the report has a comparison."""
+    table = report.comparison
+    if table is None or table.empty or table["difference"].isna().all():
+        raise ValueError("no comparison to draw")
+    data = table[table["difference"].notna()].iloc[::-1]
+    fig = _figure(7.5, max(2.5, 0.32 * len(data) + 1.2))
+    ax = fig.add_subplot()
+    y = list(range(len(data)))
+    diff = data["difference"].astype(float).to_numpy()
+    low = [d - ci[0] for d, ci in zip(diff, data["difference_ci"], strict=True)]
+    high = [ci[1] - d for d, ci in zip(diff, data["difference_ci"], strict=True)]
+    sig = data["significant"].to_numpy(bool)
+    ax.errorbar(diff, y, xerr=[low, high], fmt="none", ecolor="#888888", capsize=3)
+    ax.scatter(diff[sig], [v for v, s in zip(y, sig, strict=True) if s], color="#b5452e", zorder=3,
+               label="significant (Holm)")
+    ax.scatter(diff[~sig], [v for v, s in zip(y, sig, strict=True) if not s], facecolors="white",
+               edgecolors="#3b6ea5", zorder=3, label="not significant")
+    ax.axvline(0, color="#444444", linewidth=0.8)
+    ax.set_yticks(y, data["label"], fontsize=9)
+    ax.xaxis.set_major_formatter("{x:+.0%}")
+    a, b = data["group_a"].iloc[0], data["group_b"].iloc[0]
+    ax.set_title(f"{a} minus {b}")
+    ax.set_xlabel("difference in estimated share of photos/clips (95 % interval)")
+    ax.legend(loc="lower right", fontsize=8)
+    return _render(fig, fmt)
+
+
 def render_chart(report: Report, name: str, fmt: str = "svg") -> bytes:
     """One chart as SVG or PNG bytes; a short 'nothing to show' image when its table is empty."""
     if name not in CHARTS:

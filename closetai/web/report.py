@@ -320,6 +320,13 @@ def page():
             charts[name] = {"title": title, "caption": caption, "alt": alt,
                             "svg": _inline_svg(svgs[name], alt, name)}
     tables = report_tables(report)
+    if report.comparison is not None and report.comparison["difference"].notna().any():
+        from closetai.insights.report import chart_comparison
+
+        alt = ("Difference in estimated share per class between " + " and ".join(filters.compare)
+               + ", with 95 % intervals")
+        charts["comparison"] = {"title": "Difference per class", "alt": alt, "caption": "",
+                                "svg": _inline_svg(chart_comparison(report, "svg"), alt, "comparison")}
     return render_template(
         "report.html", error=None, report=report, filters=filters, query=query, args=request.args,
         sources=store().report_sources(), charts=charts, tables=tables,
