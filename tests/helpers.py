@@ -162,3 +162,11 @@ def write_audio_only(path: Path) -> Path:
         for p in s.encode():
             c.mux(p)
     return path
+
+
+def browser_test_with_photos(photos) -> list:
+    """The marks of a chromium test that analyses CCP photos with the shipped model: it skips cleanly
+    without chromium, the model or ../shared."""
+    return [pytest.mark.browser, pytest.mark.slow, pytest.mark.shared, needs_chromium, needs_model,
+            pytest.mark.skipif(not all(p.is_file() for p in photos),
+                               reason="needs ../shared/data/ccp/photos (not present)")]

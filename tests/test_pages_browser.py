@@ -10,20 +10,13 @@ import time
 
 import pytest
 
-from tests.helpers import CCP, needs_chromium, needs_model, served
+from tests.helpers import CCP, browser_test_with_photos, served
 
 PHOTOS = [CCP / "photos" / n for n in ("0003.jpg", "0005.jpg", "0010.jpg")]
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.shared,
-    needs_chromium,
-    needs_model,
-    pytest.mark.skipif(not all(p.is_file() for p in PHOTOS), reason="needs ../shared/data/ccp/photos (not present)"),
-]
+pytestmark = browser_test_with_photos(PHOTOS)
 
 
 @pytest.fixture(scope="module")

@@ -7,19 +7,12 @@ import re
 
 import pytest
 
-from tests.helpers import CCP, REPO, needs_chromium, needs_model, served
+from tests.helpers import CCP, REPO, browser_test_with_photos, served
 
 PHOTOS = [CCP / "photos" / "0003.jpg", CCP / "photos" / "0005.jpg"]
 SCREENSHOT = REPO / "docs" / "screenshots" / "similar.png"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.shared,
-    needs_chromium,
-    needs_model,
-    pytest.mark.skipif(not all(p.is_file() for p in PHOTOS), reason="needs ../shared/data/ccp/photos (not present)"),
-]
+pytestmark = browser_test_with_photos(PHOTOS)
 
 
 @pytest.fixture(scope="module")
