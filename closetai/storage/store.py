@@ -574,13 +574,8 @@ class Store:
             rows = [dict(r) for r in conn.execute(query).mappings()]
             ids = [r["id"] for r in rows]
             labels: dict[int, list[str]] = {i: [] for i in ids}
-            if ids:
-                lab = conn.execute(select(detections.c.analysis_id, detections.c.label, func.count())
-                                   .where(detections.c.analysis_id.in_(ids))
-                                   .group_by(detections.c.analysis_id, detections.c.label)
-                                   .order_by(func.count().desc(), detections.c.label))
-                for aid, label, _n in lab:
-                    labels[aid].append(label)
+            for aid, label, _n in _labels_by_analysis(conn, detections, ids):
+                labels[aid].append(label)
             # A clip's garments are its tracks, each counted once, as its page and the report count
             # them; its per-frame detections are not garments (issue 18: "76 items" vs "15 garments").
             # And its id is its job's, as on /videos and in the API.
@@ -590,11 +585,7 @@ class Store:
             if videos:
                 for aid in videos:
                     labels[aid] = []
-                lab = conn.execute(select(tracks.c.analysis_id, tracks.c.label, func.count())
-                                   .where(tracks.c.analysis_id.in_(videos))
-                                   .group_by(tracks.c.analysis_id, tracks.c.label)
-                                   .order_by(func.count().desc(), tracks.c.label))
-                for aid, label, n in lab:
+                for aid, label, n in _labels_by_analysis(conn, tracks, videos):
                     labels[aid].append(label)
                     n_tracks[aid] = n_tracks.get(aid, 0) + int(n)
                 job_ids = dict(conn.execute(select(jobs.c.analysis_id, func.min(jobs.c.id))
@@ -994,6 +985,16 @@ def _insert_embeddings(conn: Connection, analysis_id: int, model: str, dets: lis
              for t in trks if t.embedding is not None]
     if rows:
         conn.execute(embeddings.insert(), rows)
+
+
+def _labels_by_analysis(conn: Connection, table: Table, ids: list[int]) -> list:
+    """(analysis_id, label, count) of a detections or tracks table for these analyses, most common first."""
+    if not ids:
+        return []
+    return conn.execute(select(table.c.analysis_id, table.c.label, func.count())
+                        .where(table.c.analysis_id.in_(ids))
+                        .group_by(table.c.analysis_id, table.c.label)
+                        .order_by(func.count().desc(), table.c.label)).all()
 
 
 def _detection_dict(row: Mapping[str, Any]) -> dict[str, Any]:
