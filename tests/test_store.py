@@ -139,12 +139,12 @@ def test_failed_insert_leaves_no_row_and_no_file(store):
 
 
 def test_failed_file_write_leaves_nothing(store, monkeypatch):
-    import closetai.storage.store as store_module
+    import closetai.storage.analyses as analyses_module  # add_analysis (its os.replace) lives there
 
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store_module.os, "replace", broken_replace)
+    monkeypatch.setattr(analyses_module.os, "replace", broken_replace)
     with pytest.raises(StoreError, match="No space left"):
         store.add_analysis(photo(), two_detections()[0])
     assert store.count_analyses() == 0 and table_count(store, detections) == 0

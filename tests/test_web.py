@@ -243,12 +243,12 @@ def test_missing_file_field(client, app):
 
 
 def test_store_failure_leaves_nothing(app, client, monkeypatch):
-    import closetai.storage.store as store_module
+    import closetai.storage.analyses as analyses_module  # add_analysis (its os.replace) lives there
 
     def disk_full(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store_module.os, "replace", disk_full)
+    monkeypatch.setattr(analyses_module.os, "replace", disk_full)
     res = upload(client, jpeg_of_person(), "ok.jpg")
     assert res.status_code == 503 and res.get_json() == {"error": "cannot store media files (No space left on device)"}
     assert row_counts(app) == (0, 0) and stored_files(app) == []
