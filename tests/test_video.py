@@ -4,6 +4,7 @@ tracking, progress, bad inputs, and the `closetai video` CLI."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from closetai.media.video import (
     VideoCorrupt,
     VideoLimits,
     VideoTooLarge,
+    creation_time,
     iter_frames,
+    middle_frame,
     probe_video,
 )
 from closetai.vision.detections import Detections, decode_mask
@@ -160,6 +163,41 @@ def test_rotated_clip_is_analysed_upright(tmp_path):
     assert (result.info.width, result.info.height) == (96, 128)
     x1, y1, x2, y2 = result.frames[0].detections.xyxy[0]
     assert (x1, y1, x2, y2) == pytest.approx((20, 30, 50, 70), abs=2)
+
+
+def clip_recorded_at(path: Path, recorded: str | None) -> Path:
+    """Nine flat grey frames (20, 40, ..., 180) in an mp4 whose header says `recorded` (None: nothing)."""
+    with av.open(str(path), "w") as c:
+        if recorded:
+            c.metadata["creation_time"] = recorded
+        s = c.add_stream("libx264", rate=10)
+        s.height, s.width, s.pix_fmt = 32, 48, "yuv420p"
+        for i in range(9):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((32, 48, 3), 20 + 20 * i, np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+@pytest.mark.parametrize("recorded, expected", [
+    ("2024-05-17T09:41:00.000000Z", datetime(2024, 5, 17, 9, 41)),
+    ("2024-05-17T11:41:00+02:00", datetime(2024, 5, 17, 9, 41)),  # a phone's local time: stored as UTC
+    ("1970-01-01T00:00:00Z", None),  # what encoders write for "unknown"
+    (None, None),
+])
+def test_creation_time_is_the_recording_time_in_naive_utc(tmp_path, recorded, expected):
+    assert creation_time(clip_recorded_at(tmp_path / "a.mp4", recorded)) == expected
+
+
+def test_creation_time_of_what_is_not_a_video_is_none(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a clip")
+    assert creation_time(tmp_path / "notes.txt") is None and creation_time(tmp_path / "missing.mp4") is None
+
+
+def test_middle_frame_is_the_frame_halfway_through(tmp_path):
+    rgb = middle_frame(clip_recorded_at(tmp_path / "a.mp4", None))
+    assert rgb.shape == (32, 48, 3) and abs(float(rgb.mean()) - 100) < 3  # frame 4 of 0..8
 
 
 # --- writing --------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 
@@ -275,6 +276,37 @@ def iter_frames(path: str | os.PathLike, fps: float | None = DEFAULT_ANALYSIS_FP
                                f"(truncated?): {name}", yielded, last_time)
     finally:
         container.close()
+
+
+def creation_time(path: str | os.PathLike) -> datetime | None:
+    """The container's creation_time (phones write the recording time, UTC) -> naive UTC, else None."""
+    try:
+        with av.open(str(path)) as c:
+            raw = c.metadata.get("creation_time") or c.streams.video[0].metadata.get("creation_time")
+    except Exception:
+        return None
+    if not raw:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed if 1990 < parsed.year < 2200 else None  # encoders write 1970/1904 for "unknown"
+
+
+def middle_frame(path: str | os.PathLike) -> np.ndarray | None:
+    """The frame halfway through the video stream (as stored, not turned upright) as RGB, None when it
+    has none: a thumbnail of a clip this project wrote."""
+    with av.open(str(path)) as c:
+        n = c.streams.video[0].frames or 1
+        rgb = None
+        for i, frame in enumerate(c.decode(video=0)):
+            rgb = frame.to_ndarray(format="rgb24")
+            if i >= n // 2:
+                break
+    return rgb
 
 
 def _rate(fps: float | Fraction) -> Fraction:
