@@ -3,6 +3,7 @@ baseline computed in the same run on the same garments.
 
     python bench/eval_similar.py                         # CCP validation split (the model's own)
     python bench/eval_similar.py --df2 PATH/validation   # + DeepFashion2 consumer-to-shop, if you have it
+    python bench/eval_similar.py --clips                 # instead: the displayed score on garments in clips
 
 CCP has no identity labels, so it measures what can be measured:
   instance mAP@10   every garment of the CCP validation split (ground-truth masks) plus COPIES augmented
@@ -16,6 +17,21 @@ CCP has no identity labels, so it measures what can be measured:
                     shop item with the same pair_id and style in the top k.
 Garments are cut out with their annotated masks, so these figures measure the embedding, not the
 detector; in the app the masks are the model's.
+
+--clips (issue 20.11): does the number a page shows tell "the same garment again" from "another garment
+of its class"? Garments are found by the app's detector in video frames, with the app's vectors:
+  synthetic     eval_tracking's clip (validation photos, one moving-camera shot each and a second shot of
+                each later, mirrored half the time): a detection is the ground-truth garment its box
+                matches (IoU >= 0.5); "again" pairs are the same garment in its two shots.
+  street clips  ../shared/data/videos/*.mp4: a detection's identity is its track, from the app's tracker
+                with re-identification OFF (box overlap and motion only, so the pairs are not chosen by
+                the embedding under test). Two tracks can still be one garment (after a cut), which makes
+                these figures pessimistic.
+Same-garment pairs: two sightings of one garment >= PAIR_GAP_S apart with the same detected class;
+different pairs: two different garments with the same detected class. For each scoring: ROC AUC (the
+chance that a same-garment pair scores above a different one) and the displayed number's 10th / 50th /
+90th percentile on each kind of pair: "before" is what pages showed until now (whole-vector cosine x
+100), "match" the MatchScale percentage they show now.
 """
 
 from __future__ import annotations
@@ -26,6 +42,7 @@ import json
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -233,6 +250,171 @@ def evaluate_df2(embedders: dict, df2_root: Path, limit: int | None = None) -> d
     return out
 
 
+# -- same garment in different frames: pairs from clips -----------------------------------------------------
+PAIR_GAP_S = 1.0  # sightings closer in time are near copies of one frame
+MAX_PAIRS = 20_000  # per kind and source, sampled (seeded) when there are more
+
+
+@dataclass
+class Sighting:
+    identity: str
+    label: str
+    time_s: float
+    shot: int
+    vector: np.ndarray
+
+
+def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """P(a positive scores above a negative), ties counting half (the Mann-Whitney U statistic / n1 n2);
+    written out rather than taking scikit-learn as a dependency for one number."""
+    from scipy.stats import rankdata
+
+    if not len(positive) or not len(negative):
+        return float("nan")
+    ranks = rankdata(np.concatenate([positive, negative]))
+    u = ranks[:len(positive)].sum() - len(positive) * (len(positive) + 1) / 2
+    return float(u / (len(positive) * len(negative)))
+
+
+def clip_sightings(predictor, clip: Path, fps: float | None, truth=None) -> list[Sighting]:
+    """The detections (at the app's threshold, with an embedding) of a clip's sampled frames, each with its
+    identity: with `truth` (eval_tracking.Truth, one entry per frame of the clip), the ground-truth garment
+    its box matches; else its track (re-identification off)."""
+    import dataclasses as dc
+
+    from closetai.analysis.track import GarmentTracker, ShotCuts, tracker_config
+    from closetai.media.video import iter_frames
+
+    cfg = dc.replace(tracker_config(reid=False), high_score=predictor.min_score, low_score=min(0.1, predictor.min_score))
+    tracker, cuts, shot, out = GarmentTracker(cfg), ShotCuts(cfg.cut_distance), 0, []
+    for frame in iter_frames(clip, fps):
+        dets = predictor.predict_batch([frame.rgb], min_score=cfg.low_score, embed_min_score=cfg.high_score)[0]
+        cut = cuts(frame.rgb)
+        shot += int(cut)
+        if truth is None:
+            dets = tracker.update(dets, cut=cut)
+            names = [f"{clip.stem}/{int(t)}" for t in dets.track_ids]
+        else:
+            names = match_truth(dets.xyxy, truth.frames[frame.source_index])
+        for i, name in enumerate(names):
+            vector = dets.embeddings[i] if dets.embeddings is not None else None
+            if name is None or dets.scores[i] < cfg.high_score or vector is None or not np.isfinite(vector).all():
+                continue
+            out.append(Sighting(name, dets.labels[i], frame.time, shot, np.asarray(vector, np.float32)))
+    return out
+
+
+def match_truth(boxes: np.ndarray, truth_frame: list) -> list[str | None]:
+    """One-to-one box matching (IoU >= 0.5) of detections to a frame's ground-truth garments."""
+    import torch
+    from scipy.optimize import linear_sum_assignment
+    from torchvision.ops import box_iou
+
+    names: list[str | None] = [None] * len(boxes)
+    if not len(boxes) or not truth_frame:
+        return names
+    iou = box_iou(torch.as_tensor(boxes, dtype=torch.float32),
+                  torch.as_tensor(np.stack([b for _k, b, _s in truth_frame]), dtype=torch.float32)).numpy()
+    for r, c in zip(*linear_sum_assignment(-iou), strict=True):
+        if iou[r, c] >= 0.5:
+            names[r] = truth_frame[c][0]
+    return names
+
+
+def sighting_pairs(sightings: list[Sighting], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """{"same": (n, 2), "again": same garment in two different shots, "different": (n, 2)} index pairs."""
+    n = len(sightings)
+    a, b = np.triu_indices(n, 1)
+    ident = np.array([s.identity for s in sightings])
+    label = np.array([s.label for s in sightings])
+    time_s = np.array([s.time_s for s in sightings])
+    shot = np.array([s.shot for s in sightings])
+    same_label = label[a] == label[b]
+    same = same_label & (ident[a] == ident[b]) & (np.abs(time_s[a] - time_s[b]) >= PAIR_GAP_S)
+    kinds = {"same": same, "again": same & (shot[a] != shot[b]), "different": same_label & (ident[a] != ident[b])}
+    out = {}
+    for kind, keep in kinds.items():
+        idx = np.flatnonzero(keep)
+        if len(idx) > MAX_PAIRS:
+            idx = np.sort(rng.choice(idx, MAX_PAIRS, replace=False))
+        out[kind] = np.stack([a[idx], b[idx]], axis=1) if len(idx) else np.zeros((0, 2), np.int64)
+    return out
+
+
+def pair_scores(sightings: list[Sighting], pairs: np.ndarray, scale) -> dict[str, np.ndarray]:
+    vectors = np.stack([s.vector for s in sightings]) if sightings else np.zeros((0, 1), np.float32)
+    whole = np.einsum("ij,ij->i", vectors[pairs[:, 0]], vectors[pairs[:, 1]])
+    out = {"before": np.clip(whole, 0, None) * 100}
+    if scale is not None:
+        looks = scale.look(vectors)
+        look = np.einsum("ij,ij->i", looks[pairs[:, 0]], looks[pairs[:, 1]])
+        out["match"] = np.array([scale.percent(sightings[i].label, [v])[0] for i, v in zip(pairs[:, 0], look, strict=True)])
+    return out
+
+
+def evaluate_clips(predictor, scale, sources: list[tuple[str, Path, float | None, object]], seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    report = {}
+    for name, clip, fps, truth in sources:
+        t0 = time.perf_counter()
+        sightings = clip_sightings(predictor, clip, fps, truth)
+        print(f"{name}: {len(sightings)} sightings of {len({s.identity for s in sightings})} garments "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        if len(sightings) < 2:
+            report[name] = {"sightings": len(sightings), "pairs": {}}
+            continue
+        pairs = sighting_pairs(sightings, rng)
+        scores = {kind: pair_scores(sightings, p, scale) for kind, p in pairs.items()}
+        row = {"sightings": len(sightings), "garments": len({s.identity for s in sightings}),
+               "pairs": {kind: len(p) for kind, p in pairs.items()}, "seconds": round(time.perf_counter() - t0, 1)}
+        for positive in ("same", "again"):
+            if not len(pairs[positive]):
+                continue
+            row[positive] = {
+                score: {"auc": roc_auc(scores[positive][score], scores["different"][score]),
+                        "shown_same": np.percentile(scores[positive][score], [10, 50, 90]).round(1).tolist(),
+                        "shown_different": (np.percentile(scores["different"][score], [10, 50, 90]).round(1).tolist()
+                                            if len(pairs["different"]) else None)}
+                for score in scores[positive]}
+        report[name] = row
+    return report
+
+
+def print_clips(report: dict) -> None:
+    print(f"{'source':<26}{'pairs':>16}  {'score':<7}{'AUC':>7}   {'same garment p10/50/90':<24}{'different p10/50/90':<22}")
+    for name, row in report.items():
+        if not row["pairs"]:
+            print(f"{name:<26}{'(no garment found)':>16}")
+            continue
+        for positive, title in (("same", name), ("again", name + " (another shot)")):
+            if positive not in row:
+                continue
+            pairs = f"{row['pairs'][positive]}/{row['pairs']['different']}"
+            for i, (score, r) in enumerate(row[positive].items()):
+                diff = "/".join(f"{v:.0f}" for v in r["shown_different"]) if r["shown_different"] else "-"
+                print(f"{title if i == 0 else '':<26}{pairs if i == 0 else '':>16}  {score:<7}{r['auc']:>7.3f}   "
+                      f"{'/'.join(f'{v:.0f}' for v in r['shown_same']):<24}{diff:<22}")
+    print("(pairs: same-garment / different-garment, same detected class; before = whole-vector cosine x 100, "
+          "as pages showed it; match = the MatchScale % they show now)")
+
+
+def clip_sources(a, predictor, tmp: Path) -> list:
+    """The synthetic clip (eval_tracking's, with a second shot of each photo) and the street clips."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from eval_tracking import make_clip
+
+    sources = []
+    val = sorted(predictor.meta.get("trained", {}).get("val_files") or [])
+    if Path(a.ccp).is_dir() and val:
+        clip = tmp / "synthetic.mp4"
+        truth = make_clip(Path(a.ccp), val[:a.clip_photos], clip, 3.0, a.seed, revisit=True)
+        # identities come from the truth, not a tracker: every other frame of the 5 fps clip is enough
+        sources.append((f"synthetic ({a.clip_photos} photos)", clip, 2.5, truth))
+    for path in sorted(Path(a.videos).glob("*.mp4")) if Path(a.videos).is_dir() else []:
+        sources.append((path.name, path, a.clip_fps, None))
+    return sources
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=str(REPO / "models" / "closetai-ccp15.pt"))
@@ -244,6 +426,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, help="at most this many CCP photos (quick runs)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--clips", action="store_true", help="instead: same-garment pairs in clips (see above)")
+    ap.add_argument("--videos", default=str(REPO.parent / "shared" / "data" / "videos"))
+    ap.add_argument("--clip-photos", type=int, default=16, help="validation photos in the synthetic clip")
+    ap.add_argument("--clip-fps", type=float, default=5.0, help="analysis rate on the street clips (the app's)")
     a = ap.parse_args(argv)
 
     import torch
@@ -252,6 +438,22 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     predictor = Predictor(a.model, device=a.device)
+    if a.clips:
+        import tempfile
+
+        from closetai.insights.similar import MatchScale
+
+        scale = MatchScale.for_model(a.model, predictor.info["embedding"])
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            report = evaluate_clips(predictor, scale, clip_sources(a, predictor, Path(tmp)), a.seed)
+        print_clips(report)
+        if scale is None:
+            print("(no match scale shipped for this model: run scripts/fit_match_scale.py)")
+        print(f"({time.perf_counter() - started:.0f} s on {predictor.device})")
+        if a.json:
+            Path(a.json).write_text(json.dumps(report, indent=1))
+        return 0
     embedders = {**fpn_embedders(predictor), "colour": colour_embedder}
     started = time.perf_counter()
     report: dict = {"model": predictor.embedding_model}

@@ -17,7 +17,16 @@
     return e;
   }
 
-  function render(results) {
+  // A shipped match scale gives `match` (0-100, what a person reads: see match_meaning); without one the
+  // whole-vector cosine is shown as before.
+  function score(r, meaning) {
+    if (r.match === undefined) return el("span", "similarity", Math.max(0, Math.round(r.similarity * 100)) + "% similar");
+    const s = el("span", "similarity", Math.round(r.match) + "% match");
+    if (meaning) s.title = meaning;
+    return s;
+  }
+
+  function render(results, meaning) {
     grid.replaceChildren();
     results.forEach(function (r) {
       const li = el("li", "similar-item");
@@ -31,7 +40,7 @@
       }
       const caption = el("span", "similar-caption");
       caption.appendChild(el("b", "label", r.label));
-      caption.appendChild(el("span", "similarity", Math.max(0, Math.round(r.similarity * 100)) + "% similar"));
+      caption.appendChild(score(r, meaning));
       caption.appendChild(el("span", "muted small", (r.kind === "video" ? "clip" : "photo") + " #" + r.analysis_id));
       a.appendChild(caption);
       li.appendChild(a);
@@ -59,7 +68,7 @@
       try {
         const body = await json(await fetch("/api/v1/items/" + itemId + "/similar?k=12&same_class=" +
                                              (sameClass.checked ? "1" : "0")));
-        render(body.results);
+        render(body.results, body.match_meaning);
         document.body.dataset.similarReady = String(++loads);  // the browser test waits for this
       } catch (e) {
         grid.replaceChildren();
@@ -106,13 +115,13 @@
     const result = document.getElementById("search-result");
     const list = document.getElementById("search-garments");
     const photo = document.getElementById("search-photo");
-    let chosen = 0, file = null;
+    let chosen = 0, file = null, meaning = undefined;
 
     function choose(i, q) {
       chosen = i;
       forLabel.textContent = q.label;
       Array.from(list.children).forEach(function (li, k) { li.classList.toggle("chosen", k === i); });
-      render(q.results);
+      render(q.results, meaning);
     }
 
     async function search() {
@@ -126,6 +135,7 @@
       error.hidden = true;
       try {
         const body = await json(await fetch(form.dataset.api, { method: "POST", body: data }));
+        meaning = body.match_meaning;
         status.textContent = "";
         result.hidden = false;
         photo.src = body.preview;

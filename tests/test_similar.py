@@ -493,3 +493,149 @@ def test_index_switches_to_hnsw_when_large_and_grows_it(store):
     hit = index.search(unit(np.ones(8)), k=1)[0]
     assert index.index is graph and len(graph.exact.vectors) == 13  # grown in place, not rebuilt
     assert hit.item_id == store.items_of_analysis(c)["detections"][0]
+
+
+# -- the displayed match (issue 20.11) ---------------------------------------------------------------------
+def _vectors(appearance, classes, colours, class_weight=1.4):
+    from closetai.vision.embed import combine, l2_normalise
+
+    return combine(l2_normalise(appearance), l2_normalise(classes), l2_normalise(colours), class_weight, 0.4)
+
+
+def test_look_parts_leave_the_class_part_out():
+    from closetai.vision.embed import look_parts
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 16))
+    colour = rng.random(128)
+    coat, dress = np.eye(15)[0] + 0.05, np.eye(15)[3] + 0.05
+    one_look_two_classes = _vectors(np.stack([a, a]), np.stack([coat, dress]), np.stack([colour, colour]))
+    whole = float(one_look_two_classes[0] @ one_look_two_classes[1])
+    looks = look_parts(one_look_two_classes)
+    assert looks.shape == (2, 16 + 128) and float(looks[0] @ looks[1]) == pytest.approx(1.0, abs=1e-5)
+    assert whole < 0.5
+    two_looks_one_class = _vectors(np.stack([a, b]), np.stack([coat, coat]), np.stack([colour, rng.random(128)]))
+    looks = look_parts(two_looks_one_class)
+    # the class part alone makes two unrelated coats look 0.6+ alike; their looks do not
+    assert float(two_looks_one_class[0] @ two_looks_one_class[1]) > 0.6 > float(looks[0] @ looks[1]) + 0.2
+    with pytest.raises(ValueError, match="no room"):
+        look_parts(np.ones((1, 100)))
+
+
+def _garments(rng, n, dim=12):
+    return rng.normal(size=dim) + rng.normal(size=(n, dim))
+
+
+def test_match_scale_spreads_other_garments_and_puts_the_same_one_on_top(tmp_path):
+    from closetai.insights.similar import MatchScale
+    from closetai.vision.embed import l2_normalise
+
+    rng = np.random.default_rng(0)
+    meta = {"num_classes": 15, "colour_weight": 0.4, "model_sha256": "x", "embedding": "m/v1"}
+    coats, shoes, rare = _garments(rng, 60), _garments(rng, 60) * 0.3 + 3.0, _garments(rng, 6)
+    looks = l2_normalise(np.vstack([coats, shoes, rare]))
+    labels = ["coat"] * 60 + ["footwear"] * 60 + ["scarf"] * 6
+    scale = MatchScale.fit(looks, labels, list(range(126)), [f"p{i // 2}" for i in range(126)], **meta)
+    assert set(scale.quantiles) == {"coat", "footwear"}  # 15 scarf pairs are too few: the scarf uses all classes'
+    # fresh garments of the class spread over the scale
+    new_coats = l2_normalise(coats.mean(0) + rng.normal(size=(40, 12)))
+    sims = (new_coats @ new_coats.T)[np.triu_indices(40, 1)]
+    shown = scale.percent("coat", sims)
+    assert np.percentile(shown, 10) < 25 and 30 < np.median(shown) < 70 and np.percentile(shown, 90) > 75
+    # the same coat seen again (a little noise) is near the top
+    again = l2_normalise(coats + 0.15 * rng.normal(size=coats.shape))
+    assert np.median(scale.percent("coat", np.einsum("ij,ij->i", again, l2_normalise(coats)))) > 95
+    # footwear all look alike: the same look cosine means less for a shoe than for a coat
+    assert scale.percent("footwear", [0.5])[0] < scale.percent("coat", [0.5])[0]
+    assert scale.percent("scarf", [0.5])[0] == scale.percent(None, [0.5])[0]
+    back = MatchScale.from_json(json.loads(json.dumps(scale.to_json())))
+    assert back.percent("coat", [0.3])[0] == pytest.approx(scale.percent("coat", [0.3])[0], abs=0.1)
+
+
+def test_a_match_scale_is_used_only_with_the_model_and_embedding_it_was_fitted_on(tiny_model, tmp_path):
+    import shutil
+
+    from closetai import sha256_file
+    from closetai.insights.similar import MatchScale, match_scale_path
+
+    model = tmp_path / "tiny.pt"
+    shutil.copy(tiny_model, model)
+    assert MatchScale.for_model(model, "tiny/v1") is None  # none shipped
+    scale = MatchScale({}, np.linspace(-1, 1, 101), 15, 0.4, sha256_file(model), "tiny/v1")
+    match_scale_path(model).write_text(json.dumps(scale.to_json()))
+    assert match_scale_path(model).name == "tiny.match.json"
+    assert MatchScale.for_model(model, "tiny/v1").percent(None, [0.0])[0] == pytest.approx(50)
+    assert MatchScale.for_model(model, "tiny/v2") is None  # other vectors
+    match_scale_path(model).write_text(json.dumps({**scale.to_json(), "model_sha256": "0" * 64}))
+    assert MatchScale.for_model(model, "tiny/v1") is None  # another model file
+
+
+def test_with_a_scale_matches_come_in_the_order_of_the_number_shown(store):
+    from closetai.insights.similar import MatchScale
+
+    rng = np.random.default_rng(3)
+    look, other_look = rng.normal(size=(2, 16))
+    colour, other_colour = rng.random(128), rng.random(128)
+    probs, other_probs = np.eye(15)[2] + 0.02, np.eye(15)[7] + 0.3
+    query = _vectors(look[None], probs[None], colour[None])[0]
+    same_probs = _vectors(other_look[None], probs[None], other_colour[None])[0]  # another garment, same class scores
+    same_look = _vectors(look[None] + 0.1, other_probs[None], colour[None])[0]  # the same garment, other class scores
+    _photo(store, ["top"], [query], "q.jpg")
+    _photo(store, ["top", "top"], [same_probs, same_look], "r.jpg")
+    ids = store.load_embeddings()["ids"].tolist()
+    plain = SimilarItems(store, "m/v1")
+    _, hits = plain.similar_to(ids[0])
+    assert [h.item_id for h in hits] == [ids[1], ids[2]] and hits[0].match is None  # whole vectors: class wins
+    scale = MatchScale({}, np.linspace(-1, 1, 101), 15, 0.4, "x", "m/v1")
+    _, hits = SimilarItems(store, "m/v1", scale=scale).similar_to(ids[0])
+    assert [h.item_id for h in hits] == [ids[2], ids[1]]
+    assert hits[0].match > 95 > hits[1].match and hits[0].look > hits[1].look
+    assert hits[0].score < hits[1].score  # the whole-vector cosine is still reported as it is
+
+
+class LookFakePredictor(EmbeddingFakePredictor):
+    """Vectors with the app's layout (appearance, 15 class scores, a 128-bin colour histogram), from a model
+    file of its own so that a match scale can be shipped next to it."""
+
+    info = {**FakePredictor.info, "embedding": "fake/v2"}
+    embedding_model = "fake/v2"
+
+    def __init__(self, model_path):
+        super().__init__()
+        self.model_path = model_path
+
+    def embed_regions(self, rgb, boxes, masks=None):
+        from closetai.vision.embed import colour_histogram
+
+        out = []
+        for b in np.asarray(boxes, dtype=int).reshape(-1, 4):
+            mask = np.zeros(rgb.shape[:2], bool)
+            mask[b[1]:b[3], b[0]:b[2]] = True
+            region = rgb[mask].astype(np.float32)
+            out.append(_vectors(np.r_[region.mean(0) - 128, 1.0][None], (np.eye(15)[0] + 0.1)[None],
+                                colour_histogram(rgb, mask)[None])[0])
+        return np.array(out, dtype=np.float32)
+
+
+def test_similar_api_shows_the_match_and_what_it_means(tmp_path):
+    from app import create_app
+    from closetai import sha256_file
+    from closetai.insights.similar import MatchScale, match_scale_path
+
+    model = tmp_path / "fake.pt"
+    model.write_bytes(b"weights")
+    match_scale_path(model).write_text(json.dumps(
+        MatchScale({}, np.linspace(-1, 1, 101), 15, 0.4, sha256_file(model), "fake/v2").to_json()))
+    app = create_app({"TESTING": True, "PREDICTOR": LookFakePredictor(model), "INSTANCE_PATH": tmp_path / "inst"})
+    client = app.test_client()
+    red = upload(client, (200, 20, 20), "red.jpg")
+    upload(client, (20, 20, 200), "blue.jpg")
+    upload(client, (195, 25, 22), "red2.jpg")
+    item_id = client.get(f"/api/v1/analyses/{red}/items").json["detections"]["0"]
+    body = client.get(f"/api/v1/items/{item_id}/similar?k=5").json
+    assert [x["image"] for x in body["results"]] == ["red2.jpg", "blue.jpg"]
+    near, far = body["results"]
+    assert near["match"] > 90 and far["match"] < near["match"] - 20 and "different garments" in body["match_meaning"]
+    assert 0 <= far["match"] <= 100 and "similarity" in near and "look" in near
+    search = client.post("/api/v1/search", data={"file": (io.BytesIO(jpeg((200, 20, 20))), "q.jpg")}).json
+    assert "match_meaning" in search and search["queries"][0]["results"][0]["match"] > 90

@@ -47,7 +47,9 @@ def test_similar_items_link_to_the_other_photo(server, browser):
     assert links.count() >= 1
     hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
     assert all(h.startswith(f"/analyses/{first_id}#item-") for h in hrefs), hrefs  # only the other photo
-    assert "% similar" in page.locator("#similar-grid .similarity").first.inner_text()
+    shown = page.locator("#similar-grid .similarity").first
+    assert re.fullmatch(r"\d{1,3}% match", shown.inner_text())  # the shipped match scale (issue 20.11)
+    assert "different garments" in shown.get_attribute("title")
     assert page.locator("#similar-grid img").first.evaluate("img => img.complete && img.naturalWidth > 0")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.locator("#similar").screenshot(path=str(SCREENSHOT))

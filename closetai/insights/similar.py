@@ -9,12 +9,23 @@ numpy. When hnswlib is installed AND the collection holds more than HNSW_MIN_ITE
 graph (approximate, sub-millisecond) answers instead; filtered queries (same class) ask it for more
 candidates and filter them, falling back to the exact scan when too few survive. pgvector is not used
 (out of scope for now): with PostgreSQL the vectors are still loaded from the table into this index.
+
+The number shown with a match (issue 20.11): the whole-vector cosine ranks well but reads badly (its
+class part makes any two garments of a class 0.7+ alike). What a page shows is the MatchScale
+percentage: of pairs of DIFFERENT garments of the class in CCP training photos, the share that look
+less alike than this pair (the look cosine, closetai.vision.embed.look_parts). Unrelated garments of a
+class spread over 0-100 %; the same garment seen again lands near the top. The candidates found by the
+whole vector are re-ordered by it, so the list reads in the order of its numbers.
+`python scripts/fit_match_scale.py` fits it; `python bench/eval_similar.py --clips` measures it on
+garments tracked through video clips.
 """
 
 from __future__ import annotations
 
+import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,12 +33,95 @@ import numpy as np
 from closetai.storage.store import NotFound, Store
 
 HNSW_MIN_ITEMS = 200_000
+# With a MatchScale, the whole-vector search returns RERANK x k candidates (at least RERANK_MIN), which
+# the displayed match re-orders: the list then reads in the order of its numbers.
+RERANK, RERANK_MIN = 3, 60
 
 
 @dataclass
 class Match:
     item_id: int
-    score: float
+    score: float  # cosine of the whole vectors (what ranks the candidates)
+    match: float | None = None  # MatchScale percentage (0-100) when the model ships a scale
+    look: float | None = None  # cosine of the look parts
+
+
+MIN_SCALE_PAIRS = 200  # a class with fewer negative pairs in the fit uses the all-classes quantiles
+
+
+@dataclass
+class MatchScale:
+    """Look cosine -> "match" percentage: the share of different-garment pairs of the same class (fitted on
+    CCP training photos, scripts/fit_match_scale.py) whose look cosine is lower. Per class, since
+    footwear all look more alike than dresses do."""
+
+    quantiles: dict[str, np.ndarray]  # class -> look cosines at the 0, 1, ..., 100th percentile of its pairs
+    overall: np.ndarray
+    num_classes: int
+    colour_weight: float
+    model_sha256: str
+    embedding: str
+    info: dict = field(default_factory=dict)
+
+    def percent(self, label: str | None, look: np.ndarray) -> np.ndarray:
+        q = self.quantiles.get(label, self.overall) if label is not None else self.overall
+        return np.interp(np.asarray(look, np.float64), q, np.linspace(0.0, 100.0, len(q)))
+
+    def look(self, vectors: np.ndarray) -> np.ndarray:
+        from closetai.vision.embed import look_parts
+
+        return look_parts(vectors, self.num_classes, self.colour_weight)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"quantiles": {k: [round(float(x), 5) for x in v] for k, v in self.quantiles.items()},
+                "overall": [round(float(x), 5) for x in self.overall], "num_classes": self.num_classes,
+                "colour_weight": self.colour_weight, "model_sha256": self.model_sha256,
+                "embedding": self.embedding, "info": self.info}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> MatchScale:
+        return cls({k: np.asarray(v, np.float64) for k, v in d["quantiles"].items()},
+                   np.asarray(d["overall"], np.float64), int(d["num_classes"]), float(d["colour_weight"]),
+                   d["model_sha256"], d["embedding"], d.get("info", {}))
+
+    @classmethod
+    def fit(cls, looks: np.ndarray, labels: list[str], garment_keys: list, photo_keys: list, **meta) -> MatchScale:
+        """From look parts (N, D) of garments with their class, identity and photo: every pair of different
+        garments of one class from different photos is a negative."""
+        looks, labels_arr = np.asarray(looks, np.float32), np.asarray(labels)
+        garments, photos = np.asarray(garment_keys), np.asarray(photo_keys)
+        per_class, everything = {}, []
+        for label in sorted(set(labels_arr.tolist())):
+            idx = np.flatnonzero(labels_arr == label)
+            sims = looks[idx] @ looks[idx].T
+            a, b = np.triu_indices(len(idx), 1)
+            keep = (garments[idx][a] != garments[idx][b]) & (photos[idx][a] != photos[idx][b])
+            values = sims[a[keep], b[keep]]
+            everything.append(values)
+            if len(values) >= MIN_SCALE_PAIRS:
+                per_class[label] = np.percentile(values, np.arange(101))
+        overall = np.percentile(np.concatenate(everything), np.arange(101))
+        return cls(per_class, overall, **meta)
+
+    @classmethod
+    def for_model(cls, model_path: str | Path, embedding: str) -> MatchScale | None:
+        """The scale shipped next to the model (models/<name>.match.json), or None: none shipped, or fitted
+        on another model file or embedding (its numbers would mean nothing)."""
+        from closetai import sha256_file
+
+        path = match_scale_path(model_path)
+        if not path.is_file():
+            return None
+        scale = cls.from_json(json.loads(path.read_text()))
+        if scale.embedding != embedding or scale.model_sha256 != sha256_file(model_path):
+            return None
+        return scale
+
+
+def match_scale_path(model_path: str | Path) -> Path:
+    """models/closetai-ccp15.pt -> models/closetai-ccp15.match.json"""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.stem + ".match.json")
 
 
 class ExactIndex:
@@ -98,8 +192,9 @@ class SimilarItems:
     """The in-memory index over a store's embeddings of one embedding model; refreshes itself from the
     table (new rows incrementally, a full reload after deletions or a reindex). Thread-safe."""
 
-    def __init__(self, store: Store, model: str, hnsw_min_items: int = HNSW_MIN_ITEMS):
-        self.store, self.model, self.hnsw_min_items = store, model, hnsw_min_items
+    def __init__(self, store: Store, model: str, hnsw_min_items: int = HNSW_MIN_ITEMS,
+                 scale: MatchScale | None = None):
+        self.store, self.model, self.hnsw_min_items, self.scale = store, model, hnsw_min_items, scale
         self._lock = threading.Lock()
         self._state: tuple[int, int] | None = None
         self.ids = np.zeros(0, np.int64)
@@ -149,6 +244,7 @@ class SimilarItems:
         exclude_analysis: leave out the garments of that photo or clip (an item's own neighbours there)."""
         self.refresh()
         ids, analysis_ids, codes, index = self.ids, self.analysis_ids, self.label_codes, self.index
+        vectors, labels = self.vectors, self.labels
         if not len(ids):
             return []
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
@@ -163,8 +259,15 @@ class SimilarItems:
                 allowed &= analysis_ids != exclude_analysis
             if exclude_items:
                 allowed &= ~np.isin(ids, np.array(exclude_items, dtype=np.int64))
-        rows, scores = index.search(vector, k, allowed)
-        return [Match(int(ids[r]), float(s)) for r, s in zip(rows, scores, strict=True)]
+        if self.scale is None:
+            rows, scores = index.search(vector, k, allowed)
+            return [Match(int(ids[r]), float(s)) for r, s in zip(rows, scores, strict=True)]
+        # RERANK candidates found by the whole vector, re-ordered by the displayed match
+        rows, scores = index.search(vector, max(RERANK * k, RERANK_MIN), allowed)
+        looks = self.scale.look(vectors[rows]) @ self.scale.look(vector)[0]
+        percent = np.array([self.scale.percent(label, [look])[0] for label, look in zip(labels[rows], looks, strict=True)])
+        order = np.lexsort((-scores, -percent))[:k]
+        return [Match(int(ids[rows[i]]), float(scores[i]), float(percent[i]), float(looks[i])) for i in order]
 
     def vector_of(self, item_id: int) -> np.ndarray:
         self.refresh()

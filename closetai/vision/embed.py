@@ -185,6 +185,22 @@ def combine(appearance: np.ndarray, classes: np.ndarray, colours: np.ndarray, cl
     return l2_normalise(np.hstack([appearance, class_weight * classes, colour_weight * colours]))
 
 
+def look_parts(vectors: np.ndarray, num_classes: int = 15, colour_weight: float = COLOUR_WEIGHT) -> np.ndarray:
+    """Stored (N, D) vectors -> (N, D - num_classes) unit rows of how the garments LOOK: the appearance and
+    colour parts with the class part left out. Why: two coats share most of their class part (the box
+    head's probabilities), so the cosine of whole vectors is 0.7+ for any two garments of a class and
+    says little to a person (issue 20.11); the look cosine is what the displayed match score is built on
+    (closetai.insights.similar.MatchScale). Each part of a stored vector is a weighted unit vector, so
+    re-normalising its slice recovers it whatever weights the vector was combined with."""
+    v = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+    n_colours = int(np.prod(HSV_BINS))
+    appearance_dim = v.shape[1] - num_classes - n_colours
+    if appearance_dim <= 0:
+        raise ValueError(f"{v.shape[1]}-number vectors have no room for {num_classes} classes and {n_colours} colours")
+    return l2_normalise(np.hstack([l2_normalise(v[:, :appearance_dim]),
+                                   colour_weight * l2_normalise(v[:, appearance_dim + num_classes:])]))
+
+
 # ---- learned whitening of the appearance part ------------------------------------------------------------
 # Why: the mask-pooled FPN channels are correlated and most of their variance is not what tells one
 # garment from another. A linear map learned from matching pairs (Radenović et al., "Fine-tuning CNN

@@ -16,7 +16,7 @@ import numpy as np
 from flask import Blueprint, current_app, jsonify, render_template, request, url_for
 
 from closetai.analysis.photo import crop_region, fit_long_side, jpeg_bytes
-from closetai.insights.similar import SimilarItems
+from closetai.insights.similar import MatchScale, SimilarItems
 from closetai.media.imageio import load_rgb
 from closetai.web import inference_lock, predictor, store
 from closetai.web.api import BadRequest, uploaded_photo
@@ -37,8 +37,10 @@ def index() -> SimilarItems:
     """One in-memory index per app, for the loaded model's embeddings (built on first use)."""
     ext = current_app.extensions
     if "closetai.insights.similar" not in ext:
-        model = predictor().info.get("embedding") or "none"
-        ext["closetai.insights.similar"] = SimilarItems(store(), model)
+        p = predictor()
+        model = p.info.get("embedding") or "none"
+        scale = MatchScale.for_model(p.model_path, model) if getattr(p, "model_path", None) else None
+        ext["closetai.insights.similar"] = SimilarItems(store(), model, scale=scale)
     return ext["closetai.insights.similar"]
 
 
@@ -64,7 +66,7 @@ def _k() -> int:
     return value
 
 
-def item_json(item: dict[str, Any], score: float | None = None) -> dict[str, Any]:
+def item_json(item: dict[str, Any], match=None) -> dict[str, Any]:
     """A stored garment with links to its crop and to its photo (or the clip at its best view)."""
     if item["kind"] == "photo":
         link = url_for("pages.result", analysis_id=item["analysis_id"]) + f"#item-{item['idx']}"
@@ -77,14 +79,25 @@ def item_json(item: dict[str, Any], score: float | None = None) -> dict[str, Any
            "colour": {"name": item["colour_name"], "hex": item["colour_hex"]},
            "crop": url_for("similar.item_crop", item_id=item["id"]) if item["crop_path"] else None,
            "url": link, "detection_index": item["idx"], "track_no": item["track_no"], "time_s": item["time_s"]}
-    if score is not None:
-        out["similarity"] = round(score, 4)
+    if match is not None:
+        out["similarity"] = round(match.score, 4)  # whole-vector cosine: ranks the candidates
+        if match.match is not None:
+            out["match"] = round(match.match, 1)  # what pages show (closetai.insights.similar.MatchScale)
+            out["look"] = round(match.look, 4)
     return out
+
+
+MATCH_MEANING = ("match: the share (%) of pairs of different garments of the class in CCP training photos that "
+                 "look less alike than this pair; the same garment seen again is usually above 90")
+
+
+def _meaning() -> dict[str, str]:
+    return {"match_meaning": MATCH_MEANING} if index().scale is not None else {}
 
 
 def _results(matches) -> list[dict[str, Any]]:
     items = {it["id"]: it for it in store().get_items([m.item_id for m in matches])}
-    return [item_json(items[m.item_id], m.score) for m in matches if m.item_id in items]
+    return [item_json(items[m.item_id], m) for m in matches if m.item_id in items]
 
 
 @api.get("/items/<int:item_id>")
@@ -97,7 +110,7 @@ def similar(item_id: int):
     k, same_class = _k(), _same_class()
     item, matches = index().similar_to(item_id, k=k, same_class=same_class)
     return jsonify(item=item_json(item), k=k, same_class=same_class, index=index().index.name,
-                   garments=len(index()), results=_results(matches))
+                   garments=len(index()), results=_results(matches), **_meaning())
 
 
 @api.get("/analyses/<int:analysis_id>/items")
@@ -176,7 +189,7 @@ def search():
         out.append({**q, "results": _results(matches)})
     extra = {"preview": data_url(rgb, PREVIEW_SIDE)} if previews == "1" else {}
     return jsonify(width=int(rgb.shape[1]), height=int(rgb.shape[0]), k=k, same_class=same_class,
-                   garments=len(index()), queries=out, **extra)
+                   garments=len(index()), queries=out, **_meaning(), **extra)
 
 
 @pages.get("/items/<int:item_id>/crop.jpg")
