@@ -175,6 +175,9 @@ def test_rates_file_round_trip_and_stale_detection(tmp_path, caplog):
     np.testing.assert_array_equal(back.truth, rates.truth)
     np.testing.assert_allclose(back.scores, rates.scores, atol=1e-4)
     np.testing.assert_allclose(back.tpr_fpr()[0], rates.tpr_fpr()[0])
+    # the file holds no photo ids, and none are made up: two such files never "share" photos
+    # (bench/eval_report.py refuses rates and scores whose ids overlap)
+    assert "id" not in raw["photos"][0] and back.photo_ids == ()
 
     model.write_bytes(b"weights v2")  # retrained: the rates belong to the old file
     with caplog.at_level(logging.WARNING, logger="closetai.insights.quantify"):

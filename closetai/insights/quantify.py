@@ -118,7 +118,9 @@ class Rates:
                 for c, s in p["scores"].items():
                     scores[n, index[c]] = float(s)
             return cls(classes, truth, scores, float(raw["threshold"]), str(raw.get("model_sha256", "")),
-                       tuple(str(p.get("id", n)) for n, p in enumerate(photos)), dict(raw.get("info") or {}))
+                       # ids only where the file has them (the shipped rates have none: made-up
+                       # positions would make every two files "overlap" in bench/eval_report.py)
+                       tuple(str(p["id"]) for p in photos if "id" in p), dict(raw.get("info") or {}))
         except (KeyError, TypeError, ValueError) as exc:
             raise RatesError(f"malformed rates file ({exc.__class__.__name__}: {exc})") from exc
 
