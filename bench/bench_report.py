@@ -99,8 +99,9 @@ def seed(store: Store, n_detections: int, rng: np.random.Generator) -> dict[str,
 def timed(client, url: str, runs: int, cold: bool) -> tuple[float, int]:
     times, size = [], 0
     for _ in range(runs):
-        if cold:  # drop the app's report cache: query, aggregation and charts all run again
+        if cold:  # drop the app's report caches: query, aggregation and charts all run again
             client.application.extensions.pop("closetai.report_cache", None)
+            client.application.extensions.pop("closetai.outfits_cache", None)
         t0 = time.perf_counter()
         r = client.get(url)
         times.append(time.perf_counter() - t0)
@@ -141,7 +142,7 @@ def main() -> None:
     client.get("/report")  # warm-up: imports, matplotlib font cache, SQLite page cache
     print(f"cpu load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work slows every figure)")
     for url in ["/report", "/report?source=Milan+street+2026-10&min_score=0.8&period=week", "/report.csv",
-                "/report.json", "/report/charts/colours.png"]:
+                "/report.json", "/report/charts/colours.png", "/report/outfits"]:
         cold, size = timed(client, url, a.runs, cold=True)
         warm, _ = timed(client, url, a.runs, cold=False)
         print(f"{url:66s} median cold {cold * 1000:6.0f} ms, cached {warm * 1000:5.0f} ms  "

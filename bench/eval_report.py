@@ -33,9 +33,12 @@ from closetai.insights.quantify import (  # noqa: E402
     bins_of_scores,
     estimate_shares,
     load_rates,
+    outfit_shares,
     pcc_from_bins,
     probabilistic_count,
     rates_path,
+    score_bin,
+    score_edges,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,9 +63,18 @@ def main() -> int:
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "ccp"))
     p.add_argument("--scores", help="report-eval scores file (default: run the model here)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--select", action="store_true",
+                   help="instead: outfits on the calibration photos' two halves (what the page's choices were made on)")
     a = p.parse_args()
 
     rates = load_rates(a.model)
+    if rates is not None and a.select:
+        # Decide on the calibration photos alone: rates from one half, scored on the other, both ways.
+        half = np.arange(len(rates.truth)) % 2 == 0
+        for fit, test in ((half, ~half), (~half, half)):
+            sub = Rates(rates.classes, rates.truth[fit], rates.scores[fit], rates.threshold)
+            print_outfits(rates.truth[test], rates.scores[test], sub, a.seed)
+        return 0
     if rates is None:
         print(f"no current rates beside {a.model}: run `closetai calibrate-report {a.model} {a.data}` first",
               file=sys.stderr)
@@ -125,7 +137,32 @@ def main() -> int:
           + ", ".join(f"{k} {spearman(v[has], truth[has]):.3f}" for k, v in methods))
     print(f"truth inside the 95 % interval (of {len(classes)} classes; no estimate counts as outside): "
           + ", ".join(f"{k} {int(v.sum())}" for k, v in inside.items()))
+    print_outfits(held.truth[:, held_idx], held.scores[:, held_idx], rates, a.seed)
     return 0
+
+
+def print_outfits(truth: np.ndarray, scores: np.ndarray, rates: Rates, seed: int, top: int = 10) -> None:
+    """Outfits (issue 21): the exact sets of clothing classes of a photo (closetai.insights.report.OUTFIT_CLASSES;
+    CCP photos show one person, so a photo's tags are that person's outfit). The outfits scored are the `top` sets found most often, as the
+    outfits page lists them."""
+    from closetai.insights.report import OUTFIT_CLASSES
+
+    keep = [i for i, c in enumerate(rates.classes) if c in OUTFIT_CLASSES]
+    truth, scores = truth[:, keep], scores[:, keep]
+    rates = Rates(tuple(rates.classes[i] for i in keep), rates.truth[:, keep], rates.scores[:, keep], rates.threshold)
+    edges = score_edges(rates.threshold)
+    est = outfit_shares(score_bin(scores, edges), rates, top=top, seed=seed)
+    true_share = np.array([(truth == o).all(axis=1).mean() for o in est.outfits])
+    inside = (est.low <= true_share) & (true_share <= est.high)
+    print(f"\noutfits: the {len(est.outfits)} class sets found most often in the {est.n} photos, exactly "
+          "(raw: photos whose found classes are the set; estimate: probabilistic counting of the set)")
+    print(f"{'outfit':<44} {'truth':>6} {'raw':>6} {'estimate':>8} {'interval':>13}")
+    for o, t, r, e, lo, hi in zip(est.outfits, true_share, est.raw, est.share, est.low, est.high, strict=True):
+        name = " + ".join(np.array(rates.classes)[o]) or "(nothing)"
+        print(f"{name[:44]:<44} {t:6.1%} {r:6.1%} {e:8.1%} {f'{lo:.1%}-{hi:.1%}':>13}")
+    print(f"outfits, mean absolute error (percentage points): raw {np.abs(est.raw - true_share).mean() * 100:.2f}, "
+          f"estimate {np.abs(est.share - true_share).mean() * 100:.2f}; truth inside the interval: "
+          f"{int(inside.sum())} of {len(inside)}")
 
 
 if __name__ == "__main__":

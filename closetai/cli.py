@@ -610,7 +610,11 @@ def _cmd_report(a: argparse.Namespace) -> int:
     from closetai.insights.quantify import load_rates
     from closetai.vision.predict import default_model_path
 
-    report = load_report(_open_store(a), filters, load_rates(Path(a.model) if a.model else default_model_path()))
+    from closetai.insights import outfits as outfit_view
+
+    store, rates = _open_store(a), load_rates(Path(a.model) if a.model else default_model_path())
+    report = load_report(store, filters, rates)
+    outfits = outfit_view.load_outfits(store, filters, rates)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -619,6 +623,8 @@ def _cmd_report(a: argparse.Namespace) -> int:
                 (tmp / f"{name}.{fmt}").write_bytes(render_chart(report, name, fmt))
         (tmp / "report.csv").write_text(to_csv(report))
         (tmp / "report.json").write_text(json.dumps(to_json(report), indent=1, default=str))
+        (tmp / "outfits.csv").write_text(outfit_view.to_csv(outfits))
+        (tmp / "outfits.json").write_text(json.dumps(outfit_view.to_json(outfits), indent=1, default=str))
         os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only
         if out.exists():
             old = out.with_name(f".{out.name}.old")
@@ -632,7 +638,7 @@ def _cmd_report(a: argparse.Namespace) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     print(f"report of {report.n_items} garments in {report.n_analyses} analyses -> {out}/ "
-          f"({len(CHARTS)} charts as SVG and PNG, report.csv, report.json)")
+          f"({len(CHARTS)} charts as SVG and PNG, report.csv, report.json, outfits.csv, outfits.json)")
     return 0
 
 
@@ -868,7 +874,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_options(s)
     s.set_defaults(func=_cmd_worker)
 
-    s = sub.add_parser("report", help="trend report charts (PNG + SVG), report.csv and report.json into a folder")
+    s = sub.add_parser("report", help="trend report charts (PNG + SVG), report.csv/.json and outfits.csv/.json into a folder")
     s.add_argument("--out", required=True)
     s.add_argument("--source", action="append", help="repeat for several sources")
     s.add_argument("--since", help="YYYY-MM-DD (capture date, inclusive)")

@@ -628,7 +628,7 @@ def test_a_thin_strip_is_refused_by_the_similar_items_search(refusing_app):
 
 
 @pytest.mark.parametrize("url", ["/report", "/report.json", "/report.csv", "/report/charts/popular.svg",
-                                 "/report/charts/over_time.svg"])
+                                 "/report/charts/over_time.svg", "/report/outfits", "/report/outfits.json"])
 @pytest.mark.parametrize("query", ["until=9999-12-31", "since=0001-01-01&until=9999-12-31&period=day"])
 def test_the_last_representable_day_is_a_valid_until(refusing_app, url, query):
     """issue 20.6: until is inclusive, and 9999-12-31 has no next day (OverflowError, a 500)."""

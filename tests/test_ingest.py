@@ -155,7 +155,11 @@ def test_cli_ingest_then_report(folder, tmp_path, monkeypatch, capsys):
                  "--min-score", "0.5"]) == 0
     names = sorted(p.name for p in out_dir.iterdir())
     charts = ["colours", "over_time", "pairs", "popular", "top_colours"]
-    assert names == sorted([f"{c}.{x}" for c in charts for x in ("png", "svg")] + ["report.csv", "report.json"])
+    assert names == sorted([f"{c}.{x}" for c in charts for x in ("png", "svg")]
+                           + ["report.csv", "report.json", "outfits.csv", "outfits.json"])
+    outfits = json.loads((out_dir / "outfits.json").read_text())
+    assert outfits["outfits_counted"] == 4 and outfits["basis"] == "photos"  # one outfit per photo: no people
+    assert sum(r["found"] for r in outfits["outfits"]) == 4
     data = json.loads((out_dir / "report.json").read_text())
     assert data["garments"] == 7 and data["analyses"] == 4 and data["filters"]["sources"] == ["cli street"]
     csv = pd.read_csv(out_dir / "report.csv")

@@ -52,7 +52,7 @@ def site(tmp_path_factory):
 
 def pages_of(ids) -> list[str]:
     return ["/", "/videos", f"/videos/{ids['job']}", "/history", f"/analyses/{ids['photos'][0]}", "/search",
-            "/report"]
+            "/report", "/report/outfits"]
 
 
 def overflow(page) -> dict:

@@ -197,6 +197,11 @@ def _period_names(dates: pd.Series, freq: str) -> pd.Series:
     return dates.dt.strftime("%Y-%m")
 
 
+# An outfit is the set of clothes a person wears (issue 21): footwear (on nearly everyone) and the
+# accessories are left out, or nearly every person's set would be unique; they show in "worn together".
+OUTFIT_CLASSES = ("top", "sweater", "outerwear", "vest", "dress", "skirt", "trousers", "jeans", "shorts")
+
+
 @dataclass
 class GarmentCounts:
     """Counted garments grouped just enough for every table of the report (what Store.report_counts returns).

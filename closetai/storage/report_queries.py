@@ -105,6 +105,28 @@ class ReportQueries(StoreBase):
         with self.engine.connect() as conn:
             return pd.read_sql(query, conn)
 
+    def outfit_garments(self, sources: list[str] | None = None, since: date | None = None,
+                        until: date | None = None, min_score: float | None = None) -> dict[str, pd.DataFrame]:
+        """What the outfits view (closetai.insights.outfits) counts, photos only (tracks are not assigned to
+        people). Keys:
+          garments  analysis_id, person (NULL in a photo whose model found no people), label, colour_name,
+                    score: one row per counted detection; in a photo with people, only garments someone wears
+          photos    analysis_id, people (the JSON list, NULL: the model found no people): every photo under
+                    the filters, garments or not (the denominators)
+        """
+        import pandas as pd
+
+        a, d = analyses.c, detections.c
+        filters = [a.kind == "photo", *_analysis_filters(sources, since, until)]
+        garments = (select(d.analysis_id, d.person, d.label, d.colour_name, d.score)
+                    .select_from(detections.join(analyses, d.analysis_id == a.id))
+                    .where(*filters, (a.people.is_(None)) | (d.person.is_not(None))))
+        if min_score is not None:
+            garments = garments.where(d.score >= min_score)
+        with self.engine.connect() as conn:
+            return {"garments": pd.read_sql(garments, conn),
+                    "photos": pd.read_sql(select(a.id.label("analysis_id"), a.people).where(*filters), conn)}
+
     def report_version(self) -> tuple:
         """Changes whenever an analysis, detection or track is added or removed: a cache key for reports.
 

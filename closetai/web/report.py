@@ -359,3 +359,60 @@ def chart(name: str, fmt: str):
     download = request.args.get("download") == "1"
     headers = {"Content-Disposition": f'attachment; filename="closetai-{name}.{fmt}"'} if download else {}
     return Response(_chart(filters, name, fmt), mimetype=mimetype, headers=headers)
+
+
+# ---- outfits (issue 21) ---------------------------------------------------------------------------------
+OUTFIT_ESTIMATE_NOTE = ("Estimated share: the share of outfits that truly are this set, corrected for the detector's "
+                        "measured misses and false finds of each class (it assumes a class is found or missed "
+                        "independently of the others, so no interval is given; see the README's Outfits).")
+
+
+def _outfits():
+    """(filters, Outfits), from a small cache keyed like the report's (filters + the data's version)."""
+    from closetai.insights.outfits import load_outfits
+
+    filters = _filters()
+    cache = current_app.extensions.setdefault("closetai.outfits_cache", OrderedDict())
+    key = (filters, store().report_version())
+    with _OUTFITS_LOCK:
+        if key in cache:
+            cache.move_to_end(key)
+            return filters, cache[key]
+    outfits = load_outfits(store(), filters, report_rates())
+    with _OUTFITS_LOCK:
+        cache[key] = outfits
+        while len(cache) > CACHE_ENTRIES:
+            cache.popitem(last=False)
+    return filters, outfits
+
+
+_OUTFITS_LOCK = threading.Lock()
+
+
+@bp.get("/report/outfits")
+def outfits_page():
+    try:
+        filters, outfits = _outfits()
+    except BadFilter as exc:
+        return render_template("outfits.html", error=str(exc), outfits=None, args=request.args, query="",
+                               sources=store().report_sources(), filtered=True, unit_plural="outfits",
+                               estimate_note=OUTFIT_ESTIMATE_NOTE), 400
+    return render_template("outfits.html", error=None, outfits=outfits, args=request.args,
+                           query=urlencode(filters.query()), sources=store().report_sources(),
+                           filtered=bool(filters.query()), estimate_note=OUTFIT_ESTIMATE_NOTE,
+                           unit_plural="people" if outfits.basis == "people" else "outfits")
+
+
+@bp.get("/report/outfits.csv")
+def outfits_csv():
+    from closetai.insights.outfits import to_csv as outfits_to_csv
+
+    return Response(outfits_to_csv(_outfits()[1]), mimetype="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="closetai-outfits.csv"'})
+
+
+@bp.get("/report/outfits.json")
+def outfits_json():
+    from closetai.insights.outfits import to_json as outfits_to_json
+
+    return Response(json.dumps(outfits_to_json(_outfits()[1]), default=str), mimetype="application/json")
