@@ -607,10 +607,9 @@ def _cmd_report(a: argparse.Namespace) -> int:
     if out.exists() and not (out.is_dir() and (out / "report.json").is_file()):
         # Replacing a folder means deleting it: only ever one this command wrote before.
         raise ClosetAIError(f"{out} exists and is not an earlier report folder; choose a new --out")
+    from closetai.insights import outfits as outfit_view
     from closetai.insights.quantify import load_rates
     from closetai.vision.predict import default_model_path
-
-    from closetai.insights import outfits as outfit_view
 
     store, rates = _open_store(a), load_rates(Path(a.model) if a.model else default_model_path())
     report = load_report(store, filters, rates)
@@ -698,11 +697,7 @@ def _add_store_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--database-url", help="SQLAlchemy URL (default $CLOSETAI_DATABASE_URL or <instance>/closetai.sqlite)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="closetai", description="Find, segment and count clothing in photos and videos.")
-    p.add_argument("--version", action="version", version=f"closetai {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_prepare_command(sub) -> None:
     s = sub.add_parser("prepare", help="convert a dataset (CCP, DeepFashion2, COCO) into a compact training pack")
     s.add_argument("data")
     s.add_argument("--out", required=True)
@@ -716,6 +711,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--select-fraction", type=float, default=0.1)
     s.set_defaults(func=_cmd_prepare)
 
+
+def _add_train_command(sub) -> None:
     s = sub.add_parser("train", help="train the Mask R-CNN on a pack or dataset (several GPUs: under torchrun)")
     s.add_argument("data", help="a pack from `closetai prepare`, or a dataset folder / COCO json")
     s.add_argument("--val", help="validation dataset (packs carry their own)")
@@ -760,6 +757,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_cmd_train)
 
+
+def _add_pseudo_label_command(sub) -> None:
     s = sub.add_parser("pseudo-label", help="self-training labels for the tagged unlabelled CCP photos")
     s.add_argument("data", help="the CCP folder (photos/, annotations/, image-level-tags.json)")
     s.add_argument("--model", default=str(Path(__file__).resolve().parent.parent / "models" / "closetai-ccp15.pt"))
@@ -775,6 +774,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_cmd_pseudo_label)
 
+
+def _add_evaluate_command(sub) -> None:
     s = sub.add_parser("evaluate", help="COCO box/mask AP of a model on a dataset")
     s.add_argument("model")
     s.add_argument("data")
@@ -807,6 +808,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int)
     s.set_defaults(func=_cmd_evaluate)
 
+
+def _add_detect_command(sub) -> None:
     s = sub.add_parser("detect", help="find garments in photos -> JSON (masks as COCO RLE)")
     s.add_argument("images", nargs="+")
     s.add_argument("--json", required=True, help="output file, or - for stdout")
@@ -817,6 +820,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--annotate", help="folder for annotated PNGs")
     s.set_defaults(func=_cmd_detect)
 
+
+def _add_video_command(sub) -> None:
     s = sub.add_parser("video", help="track garments in a clip -> JSON (tracks, frames, timeline) + annotated mp4")
     s.add_argument("clip")
     s.add_argument("--json", required=True, help="output JSON file")
@@ -842,6 +847,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_video)
 
+
+def _add_ingest_command(sub) -> None:
     s = sub.add_parser("ingest", help="analyse every photo in a folder into the web app's database (resumable)")
     s.add_argument("folder")
     s.add_argument("--source", default="", help='label for the report, e.g. "Milan street 2026-10"')
@@ -859,11 +866,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_options(s)
     s.set_defaults(func=_cmd_ingest)
 
+
+def _add_settings_command(sub) -> None:
     s = sub.add_parser("settings", help="print every CLOSETAI_* setting: default, meaning (a Markdown table), "
                        "and the values this environment gives")
     s.add_argument("--values", action="store_true", help="the values in effect here instead of the table")
     s.set_defaults(func=_cmd_settings)
 
+
+def _add_worker_command(sub) -> None:
     s = sub.add_parser("worker", help="run queued jobs (videos, ingested photos) from CLOSETAI_BROKER_URL (Celery)")
     s.add_argument("--concurrency", type=int, default=1, help="worker processes, each with its own model")
     s.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's)")
@@ -874,6 +885,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_options(s)
     s.set_defaults(func=_cmd_worker)
 
+
+def _add_report_command(sub) -> None:
     s = sub.add_parser("report", help="trend report charts (PNG + SVG), report.csv/.json and outfits.csv/.json into a folder")
     s.add_argument("--out", required=True)
     s.add_argument("--source", action="append", help="repeat for several sources")
@@ -887,6 +900,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_options(s)
     s.set_defaults(func=_cmd_report)
 
+
+def _add_calibrate_report_command(sub) -> None:
     s = sub.add_parser("calibrate-report", help="measure the trend report's correction rates on tagged "
                        "calibration photos -> <model>.rates.json")
     s.add_argument("model", nargs="?", help="model file (default $CLOSETAI_MODEL or models/closetai-ccp15.pt)")
@@ -901,6 +916,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_cmd_calibrate_report)
 
+
+def _add_reindex_command(sub) -> None:
     s = sub.add_parser("reindex", help="(re)compute the similar-items embedding of every stored garment")
     s.add_argument("--all", action="store_true", help="re-embed every garment, not only those without a current vector")
     s.add_argument("--model")
@@ -909,6 +926,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_store_options(s)
     s.set_defaults(func=_cmd_reindex)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="closetai", description="Find, segment and count clothing in photos and videos.")
+    p.add_argument("--version", action="version", version=f"closetai {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_prepare_command(sub)
+    _add_train_command(sub)
+    _add_pseudo_label_command(sub)
+    _add_evaluate_command(sub)
+    _add_detect_command(sub)
+    _add_video_command(sub)
+    _add_ingest_command(sub)
+    _add_settings_command(sub)
+    _add_worker_command(sub)
+    _add_report_command(sub)
+    _add_calibrate_report_command(sub)
+    _add_reindex_command(sub)
     return p
 
 

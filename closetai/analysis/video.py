@@ -16,6 +16,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -320,89 +321,178 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
     analysis_fps = None if every else float(fps)
     n_analyse = info.sampled_count(analysis_fps)
     n_write = 0 if annotated_out is None else (info.frame_count if annotate_all_frames else n_analyse)
-    total = n_analyse + n_write
-    done = 0
+    progress = _Progress(n_analyse + n_write, on_progress, should_stop, Path(path).name)
+    collector = _TrackCollector(predictor, tracker, low_score)
 
-    def progress() -> None:
-        if on_progress is not None:
-            on_progress(done, max(total, done))
+    # decode -> infer -> track
+    progress.check_stop()
+    decoder = _Decoder(path, analysis_fps, limits, info, batch_size)
+    with closing(decoder.batches()) as batches:  # on cancel/abort: release the decoder now
+        for batch in batches:
+            progress.check_stop()
+            collector.add(batch, progress)
+    collector.timings["decode"] = decoder.seconds
+    if not collector.raw_frames:  # corrupt before the first sampled frame could be analysed
+        raise VideoCorrupt(decoder.error or f"no frame of {Path(path).name} could be analysed")
 
-    def check_stop() -> None:
-        if should_stop is not None and should_stop():
-            raise AnalysisCancelled(f"analysis of {Path(path).name} was cancelled")
+    # describe
+    class_names = collector.class_names
+    frames, tracks = _summarise(collector.raw_frames, collector.stats, class_names, min_hits, min_track_score)
 
-    cfg = dataclasses.replace(tracker or TrackerConfig())
-    cfg.high_score = predictor.min_score
-    cfg.low_score = min(low_score, predictor.min_score)
-    trk = GarmentTracker(cfg)
-    cuts = ShotCuts(cfg.cut_distance)
-    # A track starts at a detection of at least this score and its best view only ever rises from there,
-    # so detections below it never need an embedding (the second-round low ones are most of a frame's).
-    embed_from = cfg.high_score if cfg.new_track_score is None else min(cfg.high_score, cfg.new_track_score)
-    class_names = tuple(predictor.class_names)
-    raw_frames: list[FrameResult] = []
-    cut_before: set[int] = set()  # positions in raw_frames (and frames) of the first frame after a shot cut
-    stats: dict[int, _TrackStats] = {}
-    timings = {"decode": 0.0, "inference": 0.0, "tracking": 0.0, "annotate_encode": 0.0}
-    error: str | None = None
-
-    def run_batch(batch) -> None:
-        nonlocal done
+    # render
+    annotated_mode = audio = None
+    if annotated_out is not None:
+        annotated_mode = "all" if annotate_all_frames else "sampled"
+        progress.total = progress.done + (info.frame_count if annotate_all_frames else len(frames))
         t0 = time.perf_counter()
-        results = predictor.predict_batch([f.rgb for f in batch], min_score=cfg.low_score,
-                                          embed_min_score=embed_from)
-        timings["inference"] += time.perf_counter() - t0
-        for frame, dets in zip(batch, results, strict=True):
-            t0 = time.perf_counter()
-            cut = cuts(frame.rgb)
-            if cut:
-                cut_before.add(len(raw_frames))
-            tracked = trk.update(dets, cut=cut)
-            rles = [encode_mask(m) for m in tracked.masks] if tracked.masks is not None else []
-            for i, tid in enumerate(tracked.track_ids):
-                st = stats.setdefault(int(tid), _TrackStats(frame.time, frame.time))
-                st.last_s, st.hits = frame.time, st.hits + 1
-                st.votes[tracked.labels[i]] += 1
-                if tracked.scores[i] > st.best_score:
-                    mask = tracked.masks[i] if tracked.masks is not None else None
-                    st.best_score, st.best_time_s = float(tracked.scores[i]), frame.time
-                    st.best_box = tracked.xyxy[i].copy()
-                    st.best_crop, st.best_crop_mask = _crop(frame.rgb, mask, tracked.xyxy[i])
-                    vector = tracked.embeddings[i] if tracked.embeddings is not None else None
-                    st.best_embedding = vector if vector is not None and np.isfinite(vector).all() else None
-            light = Detections(tracked.xyxy, tracked.scores, tracked.class_ids, class_names,
-                               track_ids=tracked.track_ids)
-            raw_frames.append(FrameResult(frame.index, frame.source_index, frame.time, light, rles))
-            timings["tracking"] += time.perf_counter() - t0
-            done += 1
-            progress()
+        audio = _render(path, annotated_out, info, limits, frames, collector.cut_before, class_names,
+                        analysis_fps, annotate_all_frames, decoder.error, progress)
+        collector.timings["annotate_encode"] = time.perf_counter() - t0
+    progress.finish()
 
-    check_stop()
-    batch = []
-    frames_iter = iter_frames(path, analysis_fps, limits, info)
-    try:
-        while True:
-            t0 = time.perf_counter()
-            frame = next(frames_iter, None)
-            timings["decode"] += time.perf_counter() - t0
-            if frame is None:
-                break
-            batch.append(frame)
-            if len(batch) == batch_size:
-                check_stop()
-                run_batch(batch)
-                batch = []
-    except VideoCorrupt as exc:
-        error = str(exc)
-    finally:
-        frames_iter.close()  # on cancel/abort: release the decoder now, not at garbage collection
-    if batch:
-        check_stop()
-        run_batch(batch)
-    if not raw_frames:  # corrupt before the first sampled frame could be analysed
-        raise VideoCorrupt(error or f"no frame of {Path(path).name} could be analysed")
+    timings = collector.timings
+    timings["total"] = time.perf_counter() - t_start
+    model = {k: v for k, v in predictor.info.items() if k in ("name", "taxonomy", "device", "embedding")}
+    return VideoResult(info, analysis_fps, frames, tracks, _timeline(frames, class_names), decoder.error is None,
+                       decoder.error, None if annotated_out is None else str(annotated_out), annotated_mode, model,
+                       collector.settings(min_hits, min_track_score, batch_size), timings, audio)
 
-    # Drop flicker tracks; number the rest 1.. in order of first appearance.
+
+# The stages, in the order analyse_video runs them.
+
+
+class _Progress:
+    """Frames done out of an (estimated) total, reported to `on_progress`; `should_stop` polled on demand."""
+
+    def __init__(self, total: int, on_progress: ProgressFn | None, should_stop: Callable[[], bool] | None,
+                 name: str):
+        self.done, self.total = 0, total
+        self.on_progress, self.should_stop, self.name = on_progress, should_stop, name
+
+    def step(self) -> None:
+        self.done += 1
+        self._report()
+
+    def _report(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.done, max(self.total, self.done))
+
+    def check_stop(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise AnalysisCancelled(f"analysis of {self.name} was cancelled")
+
+    def finish(self) -> None:
+        """The header's frame count was an estimate; end on done == total."""
+        if self.done != self.total:
+            self.total = self.done
+            self._report()
+
+
+class _Decoder:
+    """The decode stage: the sampled frames in batches of `batch_size` (the last may be shorter), the
+    decoding time in `seconds`. A clip corrupt part-way ends the batches early with the reason in `error`."""
+
+    def __init__(self, path, analysis_fps: float | None, limits: VideoLimits, info: VideoInfo, batch_size: int):
+        self.path, self.analysis_fps, self.limits, self.info = path, analysis_fps, limits, info
+        self.batch_size = batch_size
+        self.seconds = 0.0
+        self.error: str | None = None
+
+    def batches(self):
+        batch = []
+        frames_iter = iter_frames(self.path, self.analysis_fps, self.limits, self.info)
+        try:
+            while True:
+                t0 = time.perf_counter()
+                frame = next(frames_iter, None)
+                self.seconds += time.perf_counter() - t0
+                if frame is None:
+                    break
+                batch.append(frame)
+                if len(batch) == self.batch_size:
+                    yield batch
+                    batch = []
+        except VideoCorrupt as exc:
+            self.error = str(exc)
+        finally:
+            frames_iter.close()  # not at garbage collection
+        if batch:
+            yield batch
+
+
+class _TrackCollector:
+    """The infer and track stages: batches of decoded frames through the detector, then frame by frame
+    through the tracker. Holds each analysed frame's tracked detections (`raw_frames`, masks as RLE), every
+    raw track's running statistics (`stats`), the positions in raw_frames of the first frame after each shot
+    cut (`cut_before`) and the stages' timings."""
+
+    def __init__(self, predictor, tracker: TrackerConfig | None, low_score: float):
+        cfg = dataclasses.replace(tracker or TrackerConfig())
+        cfg.high_score = predictor.min_score
+        cfg.low_score = min(low_score, predictor.min_score)
+        self.predictor, self.cfg = predictor, cfg
+        self.tracker = GarmentTracker(cfg)
+        self.cuts = ShotCuts(cfg.cut_distance)
+        # A track starts at a detection of at least this score and its best view only ever rises from there,
+        # so detections below it never need an embedding (the second-round low ones are most of a frame's).
+        self.embed_from = cfg.high_score if cfg.new_track_score is None else min(cfg.high_score, cfg.new_track_score)
+        self.class_names = tuple(predictor.class_names)
+        self.raw_frames: list[FrameResult] = []
+        self.cut_before: set[int] = set()
+        self.stats: dict[int, _TrackStats] = {}
+        self.timings = {"decode": 0.0, "inference": 0.0, "tracking": 0.0, "annotate_encode": 0.0}
+
+    def add(self, batch, progress: _Progress) -> None:
+        for frame, dets in zip(batch, self.infer(batch), strict=True):
+            self.track(frame, dets)
+            progress.step()
+
+    def infer(self, batch) -> list[Detections]:
+        t0 = time.perf_counter()
+        results = self.predictor.predict_batch([f.rgb for f in batch], min_score=self.cfg.low_score,
+                                               embed_min_score=self.embed_from)
+        self.timings["inference"] += time.perf_counter() - t0
+        return results
+
+    def track(self, frame, dets: Detections) -> None:
+        t0 = time.perf_counter()
+        cut = self.cuts(frame.rgb)
+        if cut:
+            self.cut_before.add(len(self.raw_frames))
+        tracked = self.tracker.update(dets, cut=cut)
+        rles = [encode_mask(m) for m in tracked.masks] if tracked.masks is not None else []
+        for i, tid in enumerate(tracked.track_ids):
+            self._sighting(int(tid), frame, tracked, i)
+        light = Detections(tracked.xyxy, tracked.scores, tracked.class_ids, self.class_names,
+                           track_ids=tracked.track_ids)
+        self.raw_frames.append(FrameResult(frame.index, frame.source_index, frame.time, light, rles))
+        self.timings["tracking"] += time.perf_counter() - t0
+
+    def _sighting(self, tid: int, frame, tracked: Detections, i: int) -> None:
+        st = self.stats.setdefault(tid, _TrackStats(frame.time, frame.time))
+        st.last_s, st.hits = frame.time, st.hits + 1
+        st.votes[tracked.labels[i]] += 1
+        if tracked.scores[i] > st.best_score:
+            mask = tracked.masks[i] if tracked.masks is not None else None
+            st.best_score, st.best_time_s = float(tracked.scores[i]), frame.time
+            st.best_box = tracked.xyxy[i].copy()
+            st.best_crop, st.best_crop_mask = _crop(frame.rgb, mask, tracked.xyxy[i])
+            vector = tracked.embeddings[i] if tracked.embeddings is not None else None
+            st.best_embedding = vector if vector is not None and np.isfinite(vector).all() else None
+
+    def settings(self, min_hits: int, min_track_score: float, batch_size: int) -> dict[str, Any]:
+        cfg = self.cfg
+        return {"min_hits": min_hits, "min_track_score": min_track_score, "batch_size": batch_size,
+                "high_score": cfg.high_score, "low_score": cfg.low_score, "match_iou": cfg.match_iou,
+                "lost_buffer": cfg.lost_buffer, "shot_cuts": self.cuts.count if cfg.cut_distance is not None else None,
+                "reid_similarity": cfg.reid_similarity if cfg.cut_distance is not None else None}
+
+
+def _summarise(raw_frames: list[FrameResult], stats: dict[int, _TrackStats], class_names: tuple[str, ...],
+               min_hits: int, min_track_score: float) -> tuple[list[FrameResult], list[TrackSummary]]:
+    """The describe stage: drop flicker tracks (fewer than `min_hits` sightings, or none scoring
+    `min_track_score`), number the rest 1.. in order of first appearance, give every sighting its track's
+    majority class, and sum each track up with the colour of its best view. -> (frames, tracks)."""
     kept = sorted((tid for tid, st in stats.items() if st.hits >= min_hits and st.best_score >= min_track_score),
                   key=lambda t: (stats[t].first_s, t))
     new_id = {old: new for new, old in enumerate(kept, start=1)}
@@ -425,49 +515,37 @@ def analyse_video(predictor, path: str | os.PathLike, fps: float | None = DEFAUL
         tracks.append(TrackSummary(new_id[old], label, dict(st.votes), st.first_s, st.last_s, st.hits,
                                    st.best_score, st.best_time_s, [round(float(v), 1) for v in st.best_box],
                                    colour, st.best_crop, st.best_embedding))
+    return frames, tracks
 
-    annotated_mode = audio = None
-    if annotated_out is not None:
-        annotated_mode = "all" if annotate_all_frames else "sampled"
-        total = done + (info.frame_count if annotate_all_frames else len(frames))
-        t0 = time.perf_counter()
-        # Every frame at the clip's rate, tracks' overlays interpolated between analysed frames (the clip
-        # is decoded a second time, so memory stays flat); or only the analysed frames at the analysis rate.
-        between = (_InBetween(frames, cut_before, class_names, (info.height, info.width))
-                   if annotate_all_frames else None)
-        with H264Writer(annotated_out, info.fps if (annotate_all_frames or every) else analysis_fps,
-                        audio_from=path if info.has_audio else None) as writer:
-            last_source = frames[-1].source_index
-            by_source = {f.source_index: f for f in frames}
-            current = None
-            try:
-                for frame in iter_frames(path, None if annotate_all_frames else analysis_fps, limits, info):
-                    if frame.source_index > last_source and (error is not None or not annotate_all_frames):
-                        break
-                    if frame.index % 8 == 0:
-                        check_stop()
-                    if between is not None:
-                        shown = between.at(frame.source_index)
-                    else:
-                        current = by_source.get(frame.source_index, current)
-                        shown = current.with_masks()
-                    writer.write(annotate(frame.rgb, shown))
-                    done += 1
-                    progress()
-            except VideoCorrupt:
-                if error is None:  # decoding is deterministic: a clip that read fine once should again
-                    raise
-        audio = writer.audio if info.has_audio else "none (the clip has no sound)"
-        timings["annotate_encode"] = time.perf_counter() - t0
-    if done != total:  # the header's frame count was an estimate; end on done == total
-        total = done
-        progress()
-    timings["total"] = time.perf_counter() - t_start
-    model = {k: v for k, v in predictor.info.items() if k in ("name", "taxonomy", "device", "embedding")}
-    settings = {"min_hits": min_hits, "min_track_score": min_track_score, "batch_size": batch_size, "high_score": cfg.high_score,
-                "low_score": cfg.low_score, "match_iou": cfg.match_iou, "lost_buffer": cfg.lost_buffer,
-                "shot_cuts": cuts.count if cfg.cut_distance is not None else None,
-                "reid_similarity": cfg.reid_similarity if cfg.cut_distance is not None else None}
-    return VideoResult(info, analysis_fps, frames, tracks, _timeline(frames, class_names), error is None, error,
-                       None if annotated_out is None else str(annotated_out), annotated_mode, model, settings,
-                       timings, audio)
+
+def _render(path, out, info: VideoInfo, limits: VideoLimits, frames: list[FrameResult], cut_before: set[int],
+            class_names: tuple[str, ...], analysis_fps: float | None, all_frames: bool, error: str | None,
+            progress: _Progress) -> str:
+    """The render stage: the annotated H.264 mp4 at `out`. all_frames: every frame at the clip's rate,
+    tracks' overlays interpolated between analysed frames (the clip is decoded a second time, so memory
+    stays flat); else only the analysed frames, at the analysis rate (None: every frame was analysed).
+    error: the analysis stopped at a corrupt frame, so the video stops at the last analysed one.
+    -> what happened to the sound."""
+    between = _InBetween(frames, cut_before, class_names, (info.height, info.width)) if all_frames else None
+    rate = info.fps if (all_frames or analysis_fps is None) else analysis_fps
+    with H264Writer(out, rate, audio_from=path if info.has_audio else None) as writer:
+        last_source = frames[-1].source_index
+        by_source = {f.source_index: f for f in frames}
+        current = None
+        try:
+            for frame in iter_frames(path, None if all_frames else analysis_fps, limits, info):
+                if frame.source_index > last_source and (error is not None or not all_frames):
+                    break
+                if frame.index % 8 == 0:
+                    progress.check_stop()
+                if between is not None:
+                    shown = between.at(frame.source_index)
+                else:
+                    current = by_source.get(frame.source_index, current)
+                    shown = current.with_masks()
+                writer.write(annotate(frame.rgb, shown))
+                progress.step()
+        except VideoCorrupt:
+            if error is None:  # decoding is deterministic: a clip that read fine once should again
+                raise
+    return writer.audio if info.has_audio else "none (the clip has no sound)"

@@ -18,6 +18,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Long on purpose: a migration is a frozen snapshot of the schema, one create_table per table, never edited.
     op.create_table(
         "analyses",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
