@@ -286,7 +286,6 @@ def cut_case_frames(case: str, rgb: np.ndarray, other: np.ndarray | None, rng) -
     h, w = rgb.shape[:2]
     full = min(h, w * FRAME_H / FRAME_W)  # the tallest window that fits the photo
     frames: list[np.ndarray] = []
-    cuts: list[bool] = []
     if case in ("pan", "whip pan"):
         ch = rng.uniform(0.45, 0.6) * full
         cw = ch * FRAME_W / FRAME_H
@@ -437,7 +436,8 @@ def print_cut_cases(a) -> int:
     started = time.perf_counter()
     pool = {f: load_rgb(ccp / "photos" / f)[0] for f in pool_files}
     threshold = TrackerConfig().cut_distance
-    detectors = {"ShotCuts": lambda: ShotCuts(threshold)}
+    detectors = {"ShotCuts (whole frames, before issue 18.2)": lambda: ShotCuts(threshold, camera_motion=False),
+                 "ShotCuts (camera-motion windows, grey-world)": lambda: ShotCuts(threshold)}
     with tempfile.TemporaryDirectory() as tmp:
         out = run_cut_cases({f: pool[f] for f in chosen}, pool, a.seed, Path(tmp), detectors)
     print(f"{len(chosen)} {a.split} photos (seed {a.seed}; similar cuts to the nearest in colour of "
