@@ -456,8 +456,8 @@ def print_cut_cases(a) -> int:
         motion = [r["max_motion"] for r in cases.values() if r["max_motion"] is not None]
         real = [r["min_cut"] for r in cases.values() if r["min_cut"] is not None]
         print(f"  all motion: {sum(r['false_cuts'] for r in cases.values())} false cuts, largest distance "
-              f"{max(motion):.2f}; real cuts: {sum(r['missed'] for r in cases.values())} missed of "
-              f"{sum(r['cuts_expected'] for r in cases.values())}, smallest distance {min(real):.2f}")
+              f"{fmt(max(motion, default=None))}; real cuts: {sum(r['missed'] for r in cases.values())} missed of "
+              f"{sum(r['cuts_expected'] for r in cases.values())}, smallest distance {fmt(min(real, default=None))}")
         for clip in a.cut_cases:
             if not Path(clip).is_file():
                 print(f"  {clip}: not here")
