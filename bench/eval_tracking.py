@@ -347,9 +347,11 @@ def cut_case_frames(case: str, rgb: np.ndarray, other: np.ndarray | None, rng) -
 
 
 def _photo_hist_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Whole photos' colour distance: the whole-frame test, so which photo is "nearest in colour" does not
+    move when ShotCuts changes."""
     from closetai.analysis.track import ShotCuts
 
-    cuts = ShotCuts()
+    cuts = ShotCuts(camera_motion=False)
     cuts.distance(a)
     return cuts.distance(b)
 
