@@ -24,6 +24,15 @@ cut back to it, a minute or two later), which the tracker should recognise by ap
 replays the recorded detections through other tracker settings (no second detector pass); --compare
 also runs the detector without its test-time changes (closetai.vision.model).
 --half a / b: the even / odd photos of the validation split (tune on one, report on the other).
+
+    python bench/eval_tracking.py --cut-cases [CLIP...] [--photos 10] [--split val|train] [--seed 0]
+
+--cut-cases needs no detector: shot-cut detection (closetai.analysis.track.ShotCuts) alone, on camera
+motion made from labelled CCP photos that must not cut (a pan of 30-60 % of the frame width per analysed
+frame, a whip pan with motion blur, zooms of x1.3-1.5, a tilt with a roll, a walker stepping into shade)
+and on hard cuts that must (to a random other photo; to the photo nearest in colour), each written as
+H.264 and read back at the analysis rate like an upload; then the real clips (default: the ones in
+../shared/data/videos).
 """
 
 from __future__ import annotations
@@ -246,6 +255,224 @@ def print_cuts(clips: list[str], predictor) -> None:
                   + ", ".join(f"{n} {c}" for c, n in sorted(Counter(t.label for t in tracks).items())) + ")")
 
 
+# --- shot-cut cases: camera motion that must not cut, and real cuts that must ------------------------
+
+CUT_CASES = ("pan", "whip pan", "zoom in", "zoom out", "tilt+roll", "into shade", "cut", "similar cut")
+
+
+def _window(rgb: np.ndarray, cx: float, cy: float, ch: float, angle: float = 0.0) -> np.ndarray:
+    """The frame a camera sees: a window of the frame's aspect ratio, ch photo pixels tall, centred on
+    (cx, cy) and rolled by `angle` degrees, scaled to FRAME_W x FRAME_H (beyond the photo: reflected)."""
+    s = FRAME_H / ch
+    m = cv2.getRotationMatrix2D((float(cx), float(cy)), angle, s)
+    m[:, 2] += (FRAME_W / 2 - cx, FRAME_H / 2 - cy)
+    return cv2.warpAffine(rgb, m, (FRAME_W, FRAME_H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _motion_blur(frame: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """Blur along (dx, dy) frame pixels: what the shutter smears during a whip pan."""
+    n = max(3, int(round(np.hypot(dx, dy))) | 1)
+    k = np.zeros((n, n), np.float32)
+    c = n // 2
+    cv2.line(k, (int(round(c - dx / 2)), int(round(c - dy / 2))), (int(round(c + dx / 2)), int(round(c + dy / 2))), 1.0)
+    return cv2.filter2D(frame, -1, k / k.sum(), borderType=cv2.BORDER_REFLECT)
+
+
+def cut_case_frames(case: str, rgb: np.ndarray, other: np.ndarray | None, rng) -> tuple[list[np.ndarray], list[bool]]:
+    """One sequence of a case: (frames at the analysis rate, for each transition whether it is a cut).
+    Steps per sampled frame (0.2 s): pan 30-60 % of the frame's width (whip pan 60-90 % and blurred
+    over half of it), zoom x1.3-1.5, tilt 30-50 % of the height with a 8-15 degree roll, shade: the
+    exposure x0.45-0.6 and bluer, held 2 frames, back in the sun overexposed x1.2, settling."""
+    h, w = rgb.shape[:2]
+    full = min(h, w * FRAME_H / FRAME_W)  # the tallest window that fits the photo
+    frames: list[np.ndarray] = []
+    if case in ("pan", "whip pan"):
+        ch = rng.uniform(0.45, 0.6) * full
+        cw = ch * FRAME_W / FRAME_H
+        lo, hi = cw / 2, w - cw / 2
+        step = rng.uniform(*((0.3, 0.6) if case == "pan" else (0.6, 0.9))) * cw
+        cy = rng.uniform(ch / 2, h - ch / 2)
+        xs, x, direction = [], lo, 1
+        for _ in range(7):  # across the photo and back (a still photo is only so wide)
+            xs.append(x)
+            if not lo <= x + direction * step <= hi:
+                direction = -direction
+            x = float(np.clip(x + direction * step, lo, hi))
+        for i, x in enumerate(xs):
+            f = _window(rgb, x, cy, ch)
+            if case == "whip pan" and i:
+                f = _motion_blur(f, 0.5 * (x - xs[i - 1]) * FRAME_W / cw, 0.0)
+            frames.append(f)
+    elif case in ("zoom in", "zoom out"):
+        cx, cy = rng.uniform(0.4, 0.6) * w, rng.uniform(0.35, 0.65) * h
+        heights = [full]
+        while len(heights) < 5:
+            heights.append(heights[-1] / rng.uniform(1.3, 1.5))
+        heights = heights if case == "zoom in" else heights[::-1]
+        frames = [_window(rgb, cx, cy, ch) for ch in heights]
+    elif case == "tilt+roll":
+        ch = rng.uniform(0.45, 0.6) * full
+        cx, cy = w / 2 + rng.uniform(-0.1, 0.1) * w, ch / 2
+        angle, sign = 0.0, rng.choice((-1, 1))
+        for _ in range(6):
+            frames.append(_window(rgb, cx, cy, ch, angle))
+            cy = min(cy + rng.uniform(0.3, 0.5) * ch, h - ch / 2)
+            angle += sign * rng.uniform(8, 15)
+            sign = -sign if abs(angle) > 20 else sign
+    elif case == "into shade":
+        ch = rng.uniform(0.75, 0.95) * full
+        cx, cy = w / 2, h / 2
+        dark = rng.uniform(0.45, 0.6)
+        gains = [1, 1, dark, dark, 1.2, 1.05, 1]  # then the camera's exposure catches up late
+        for g in gains:
+            cy += rng.uniform(-0.03, 0.03) * ch
+            f = _window(rgb, cx, cy, ch).astype(np.float32) * g
+            if g < 1:
+                f *= np.float32([0.9, 1.0, 1.12])  # shade is lit by the blue sky
+            frames.append(np.clip(f, 0, 255).astype(np.uint8))
+    elif case in ("cut", "similar cut"):
+        for photo in (rgb, other):
+            ph, pw = photo.shape[:2]
+            pfull = min(ph, pw * FRAME_H / FRAME_W)
+            ch = rng.uniform(0.75, 0.95) * pfull
+            cx, cy = pw / 2 + rng.uniform(-0.05, 0.05) * pw, ph / 2 + rng.uniform(-0.05, 0.05) * ph
+            for _ in range(3):
+                frames.append(_window(photo, cx, cy, ch))
+                cx += rng.uniform(-0.04, 0.04) * pw
+                ch *= rng.uniform(0.97, 1.03)
+        return frames, [False, False, True, False, False]
+    else:
+        raise ValueError(f"unknown cut case: {case}")
+    return frames, [False] * (len(frames) - 1)
+
+
+def _photo_hist_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Whole photos' colour distance: the whole-frame test, so which photo is "nearest in colour" does not
+    move when ShotCuts changes."""
+    from closetai.analysis.track import ShotCuts
+
+    cuts = ShotCuts(camera_motion=False)
+    cuts.distance(a)
+    return cuts.distance(b)
+
+
+def run_cut_cases(photos: dict[str, np.ndarray], pool: dict[str, np.ndarray], seed: int, tmp: Path,
+                  detectors: dict[str, object]) -> dict:
+    """Writes each case's sequences (one per photo, in one clip per case) as H.264, reads them back at
+    the analysis rate and runs each ShotCuts-like detector over them. -> per detector, per case:
+    transitions, cuts expected/found, false/missed, the largest within-motion and smallest cut distance.
+    The joins between one case's sequences (a cut to the next photo) are not scored."""
+    from closetai.media.video import H264Writer, iter_frames
+
+    rng = np.random.default_rng(seed)
+    # the other photo of a cut: a random one; of a similar cut: the pool's photo nearest in colour
+    names = list(photos)
+    others: dict[str, list[np.ndarray]] = {"cut": [], "similar cut": []}
+    for i, name in enumerate(names):
+        others["cut"].append(photos[names[(i + 1 + int(rng.integers(len(names) - 1))) % len(names)]])
+        nearest = min((f for f in pool if f != name), key=lambda f: _photo_hist_distance(photos[name], pool[f]))
+        others["similar cut"].append(pool[nearest])
+    out: dict = {name: {} for name in detectors}
+    for case in CUT_CASES:
+        clip = tmp / f"{case.replace(' ', '-').replace('+', '-')}.mp4"
+        labels: list[bool | None] = []
+        with H264Writer(clip, fps=FPS, crf=23, preset="veryfast") as writer:
+            for i, rgb in enumerate(photos.values()):
+                frames, cuts = cut_case_frames(case, rgb, others.get(case, [None] * len(photos))[i], rng)
+                labels += ([None] if labels or i else []) + cuts
+                for f in frames:
+                    writer.write(f)
+        decoded = [f.rgb for f in iter_frames(clip, fps=FPS)]
+        if len(decoded) != len(labels) + 1:
+            raise RuntimeError(f"{clip.name}: wrote {len(labels) + 1} frames, read back {len(decoded)}")
+        for name, make in detectors.items():
+            det = make()
+            dist = [det.distance(f) for f in decoded][1:]
+            fired = [d > det.threshold for d in dist]
+            motion = [d for d, cut in zip(dist, labels, strict=True) if cut is False]
+            real = [d for d, cut in zip(dist, labels, strict=True) if cut]
+            out[name][case] = {
+                "sequences": len(photos), "transitions": sum(c is not None for c in labels),
+                "cuts_expected": sum(bool(c) for c in labels),
+                "cuts_found": sum(f for f, c in zip(fired, labels, strict=True) if c is not None),
+                "false_cuts": sum(f for f, c in zip(fired, labels, strict=True) if c is False),
+                "missed": sum(not f for f, c in zip(fired, labels, strict=True) if c),
+                "max_motion": max(motion) if motion else None, "min_cut": min(real) if real else None}
+    return out
+
+
+def real_clip_cuts(clip: str, make) -> dict:
+    """A real clip's distances at the analysis rate: how many fire, the smallest that does and the largest
+    that does not (the margin on each side of the threshold)."""
+    from closetai.media.video import iter_frames
+
+    det = make()
+    dist = [d for d in (det.distance(f.rgb) for f in iter_frames(clip, fps=FPS)) if d is not None]
+    fired = [d for d in dist if d > det.threshold]
+    quiet = [d for d in dist if d <= det.threshold]
+    return {"transitions": len(dist), "cuts_found": len(fired), "min_cut": min(fired) if fired else None,
+            "max_quiet": max(quiet) if quiet else None}
+
+
+def print_cut_cases(a) -> int:
+    """--cut-cases: the table of camera-motion and cut cases, and the real clips' cuts."""
+    from closetai.analysis.track import ShotCuts, TrackerConfig
+    from closetai.media.imageio import load_rgb
+    from closetai.training.data.ccp import CCPDataset
+    from closetai.vision.model import read_model_file
+
+    ccp = Path(a.ccp)
+    if not (ccp / "photos").is_dir():
+        print(f"closetai: needs the CCP photos ({ccp})", file=sys.stderr)
+        return 2
+    val = sorted(read_model_file(a.model)["metadata"].get("trained", {}).get("val_files") or [])
+    if not val:
+        print(f"closetai: {a.model} records no validation split", file=sys.stderr)
+        return 2
+    labelled = [f"{i}.jpg" for i in CCPDataset(ccp).ids]
+    split = val if a.split == "val" else sorted(set(labelled) - set(val))
+    rng = np.random.default_rng(a.seed)
+    chosen = sorted(rng.choice(split, size=min(a.photos or 10, len(split)), replace=False).tolist())
+    pool_files = sorted(rng.choice(split, size=min(60, len(split)), replace=False).tolist())
+    pool_files = sorted(set(pool_files) | set(chosen))
+    started = time.perf_counter()
+    pool = {f: load_rgb(ccp / "photos" / f)[0] for f in pool_files}
+    threshold = TrackerConfig().cut_distance
+    detectors = {"ShotCuts (whole frames, before issue 18.2)": lambda: ShotCuts(threshold, camera_motion=False),
+                 "ShotCuts (camera-motion windows, grey-world)": lambda: ShotCuts(threshold)}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = run_cut_cases({f: pool[f] for f in chosen}, pool, a.seed, Path(tmp), detectors)
+    print(f"{len(chosen)} {a.split} photos (seed {a.seed}; similar cuts to the nearest in colour of "
+          f"{len(pool)}), {FRAME_W}x{FRAME_H} H.264 at {FPS} fps, threshold {threshold}")
+
+    def fmt(x):
+        return "-" if x is None else f"{x:.2f}"
+
+    for name, cases in out.items():
+        print(f"{name}:")
+        print(f"  {'case':<13}{'seq':>4}{'trans':>6}{'expect':>7}{'found':>6}{'false':>6}{'missed':>7}"
+              f"{'max motion':>11}{'min cut':>8}")
+        for case, r in cases.items():
+            print(f"  {case:<13}{r['sequences']:>4}{r['transitions']:>6}{r['cuts_expected']:>7}{r['cuts_found']:>6}"
+                  f"{r['false_cuts']:>6}{r['missed']:>7}{fmt(r['max_motion']):>11}{fmt(r['min_cut']):>8}")
+        motion = [r["max_motion"] for r in cases.values() if r["max_motion"] is not None]
+        real = [r["min_cut"] for r in cases.values() if r["min_cut"] is not None]
+        print(f"  all motion: {sum(r['false_cuts'] for r in cases.values())} false cuts, largest distance "
+              f"{fmt(max(motion, default=None))}; real cuts: {sum(r['missed'] for r in cases.values())} missed of "
+              f"{sum(r['cuts_expected'] for r in cases.values())}, smallest distance {fmt(min(real, default=None))}")
+        for clip in a.cut_cases:
+            if not Path(clip).is_file():
+                print(f"  {clip}: not here")
+                continue
+            r = real_clip_cuts(clip, detectors[name])
+            print(f"  {Path(clip).name}: {r['transitions'] + 1} sampled frames, {r['cuts_found']} cuts "
+                  f"(smallest {fmt(r['min_cut'])}), largest distance within a shot {fmt(r['max_quiet'])}")
+    print(f"({time.perf_counter() - started:.0f} s)")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"photos": chosen, "split": a.split, "seed": a.seed, "cases": out}, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=str(REPO / "models" / "closetai-ccp15.pt"))
@@ -259,8 +486,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--revisit", action="store_true", help="every photo gets a second shot later in the clip")
     ap.add_argument("--cuts", nargs="+", metavar="CLIP",
                     help="instead: these clips' shot-cut distances, and their tracks with and without cut detection")
+    ap.add_argument("--cut-cases", nargs="*", metavar="CLIP",
+                    help="instead: shot-cut detection on synthetic camera motion and cuts (no detector), "
+                         "and on these real clips (default: the two in ../shared/data/videos)")
+    ap.add_argument("--split", choices=("val", "train"), default="val",
+                    help="--cut-cases: photos of the model's validation split, or of its training photos")
     ap.add_argument("--json", help="also write the figures here")
     a = ap.parse_args(argv)
+    if a.cut_cases is not None:
+        a.cut_cases = a.cut_cases or [str(p) for p in sorted((REPO.parent / "shared" / "data" / "videos").glob("*.mp4"))]
+        return print_cut_cases(a)
 
     import torch
 

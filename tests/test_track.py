@@ -247,3 +247,60 @@ def test_shot_cuts_tells_a_cut_from_a_pan():
     assert pans == [False] * len(pans)
     assert cuts(other) is True and cuts(other) is False and cuts.count == 1
     assert ShotCuts(None)(other) is False
+
+
+def _street_scene(rng, palette: np.ndarray, size=(240, 720)) -> np.ndarray:
+    """A wide textured scene: blobs of the palette's colours on a noisy ground, so that every part of
+    it has other colours (as a street has), and a pan or zoom changes the frame's histogram."""
+    import cv2
+
+    h, w = size
+    scene = np.empty((h, w, 3), np.float32)
+    scene[:] = palette[0]
+    for _ in range(60):
+        colour = palette[rng.integers(1, len(palette))]
+        cv2.circle(scene, (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(8, 40)),
+                   colour.tolist(), -1)
+    scene += rng.normal(0, 12, scene.shape)
+    return np.clip(scene, 0, 255).astype(np.uint8)
+
+
+def test_shot_cuts_ignore_a_fast_pan_a_zoom_and_shade_through_h264(tmp_path):
+    """Issue 18.2: camera motion at the analysis rate is no cut, a cut to another scene is; the frames go
+    through an H.264 round trip like an upload. The whole-frame test alone fires on this motion."""
+    import cv2
+
+    from closetai.analysis.track import ShotCuts
+    from closetai.media.video import H264Writer, iter_frames
+
+    rng = np.random.default_rng(3)
+    warm = np.float32([[70, 70, 75], [200, 40, 40], [230, 200, 60], [240, 240, 230], [40, 40, 40], [150, 90, 60]])
+    cool = np.float32([[60, 120, 60], [40, 80, 200], [90, 200, 220], [120, 60, 160], [20, 60, 30], [200, 230, 250]])
+    street = _street_scene(rng, warm)
+    park = _street_scene(rng, cool)
+    fw, fh = 160, 224  # a portrait frame, 2/3 of the scene's height
+
+    def view(scene, cx, cy, height):
+        s = fh / height
+        m = np.float32([[s, 0, fw / 2 - cx * s], [0, s, fh / 2 - cy * s]])
+        return cv2.warpAffine(scene, m, (fw, fh), borderMode=cv2.BORDER_REFLECT)
+
+    frames = [view(street, 80 + 0.5 * 107 * i, 120, 160) for i in range(8)]  # a pan of 50 % of the frame
+    frames += [view(street, 450, 120, 160 / 1.4 ** i) for i in range(1, 4)]  # zoom in, x1.4 per frame
+    frames += [view(street, 450, 120, 160 / 1.4 ** i) for i in (2, 1, 0)]  # and out
+    shade = np.float32([0.45, 0.5, 0.56])  # a step into blue shade
+    frames += [np.clip(frames[-1] * shade, 0, 255).astype(np.uint8), frames[-1]]
+    motion = len(frames) - 1
+    frames += [view(park, 300, 120, 160), view(park, 330, 120, 160)]
+    clip = tmp_path / "motion.mp4"
+    with H264Writer(clip, fps=5) as writer:
+        for f in frames:
+            writer.write(f)
+    decoded = [f.rgb for f in iter_frames(clip, fps=5)]
+    assert len(decoded) == len(frames)
+
+    cuts = ShotCuts(0.4)
+    fired = [cuts(f) for f in decoded][1:]
+    assert fired == [False] * motion + [True, False] and cuts.count == 1
+    whole_frames = ShotCuts(0.4, camera_motion=False)
+    assert any([whole_frames(f) for f in decoded][1:motion + 1])
