@@ -19,6 +19,29 @@ from typing import Any
 import pandas as pd
 
 from closetai import ClosetAIError
+from closetai.insights.charts import (  # noqa: F401
+    # The chart names, importable from here as before the charts moved (and importing the report
+    # sets the charts' SVG rcParams, as it did).
+    CHARTS,
+    ESTIMATE_CAPTION,
+    _figure,
+    _listing,
+    _placeholder,
+    _render,
+    _top_of,
+    chart_alt,
+    chart_colours,
+    chart_comparison,
+    chart_over_time,
+    chart_pairs,
+    chart_popular,
+    chart_table,
+    chart_top_colours,
+    has_estimates,
+    render_chart,
+    render_charts,
+    warm_up,
+)
 from closetai.vision.colour import palette_hex
 
 ITEM_COLUMNS = ["analysis_id", "kind", "source", "captured_at", "label", "score", "colour_name", "colour_hex"]
@@ -440,27 +463,3 @@ def _comparison(store: Any, filters: ReportFilters, rates: Any, threshold: float
     order = out["difference"].map(lambda v: -v if v is not None else np.inf)
     return out.iloc[order.argsort(kind="stable")].reset_index(drop=True)
 
-
-# The charts moved to closetai.insights.charts; their old names stay importable from here. Imported last
-# and eagerly, as before the move: importing the report sets the SVG rcParams the charts rely on.
-from closetai.insights.charts import (  # noqa: E402, F401
-    CHARTS,
-    ESTIMATE_CAPTION,
-    _figure,
-    _listing,
-    _placeholder,
-    _render,
-    _top_of,
-    chart_alt,
-    chart_colours,
-    chart_comparison,
-    chart_over_time,
-    chart_pairs,
-    chart_popular,
-    chart_table,
-    chart_top_colours,
-    has_estimates,
-    render_chart,
-    render_charts,
-    warm_up,
-)
