@@ -24,22 +24,24 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 from markupsafe import Markup
 from werkzeug.exceptions import NotFound
 
-from closetai.insights.report import (
+from closetai.insights.charts import (
     CHARTS,
     ESTIMATE_CAPTION,
+    chart_alt,
+    has_estimates,
+    render_chart,
+    render_charts,
+    warm_up,
+)
+from closetai.insights.report import (
     FREQ_NAMES,
     BadFilter,
     Report,
     ReportFilters,
-    chart_alt,
-    has_estimates,
     load_report,
-    render_chart,
-    render_charts,
     report_tables,
     to_csv,
     to_json,
-    warm_up,
 )
 from closetai.web import store
 
@@ -321,7 +323,7 @@ def page():
                             "svg": _inline_svg(svgs[name], alt, name)}
     tables = report_tables(report)
     if report.comparison is not None and report.comparison["difference"].notna().any():
-        from closetai.insights.report import chart_comparison
+        from closetai.insights.charts import chart_comparison
 
         alt = ("Difference in estimated share per class between " + " and ".join(filters.compare)
                + ", with 95 % intervals")
