@@ -44,6 +44,19 @@ def training_photos(ccp: Path, val_files: list[str], n: int) -> list[str]:
     return [f"{i}.jpg" for i in rest[::max(1, len(rest) // n)][:n]]
 
 
+def training_predictor(model: str):
+    """The model's Predictor on CPU and its recorded validation files, or None (with a message on stderr)
+    when it records none: then training photos cannot be told apart (fit_match_scale.py shares this)."""
+    from closetai.vision.predict import Predictor
+
+    predictor = Predictor(model, device="cpu")
+    val_files = predictor.meta.get("trained", {}).get("val_files")
+    if not val_files:
+        print("closetai: the model records no validation split; cannot tell training photos apart", file=sys.stderr)
+        return None
+    return predictor, val_files
+
+
 def collect(predictor, ccp: Path, files: list[str], copies: int, seed: int) -> dict:
     parts: dict = {"appearance": [], "classes": [], "colours": [], "keys": [], "labels": [], "original": []}
     for rgb, masks, keys, labels, is_original in ccp_views(ccp, files, copies, seed):
@@ -80,14 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     from closetai import sha256_file
-    from closetai.vision.predict import Predictor
 
     started = time.perf_counter()
-    predictor = Predictor(a.model, device="cpu")
-    val_files = predictor.meta.get("trained", {}).get("val_files")
-    if not val_files:
-        print("closetai: the model records no validation split; cannot tell training photos apart", file=sys.stderr)
+    loaded = training_predictor(a.model)
+    if loaded is None:
         return 2
+    predictor, val_files = loaded
     files = training_photos(Path(a.ccp), val_files, a.photos)
     d = collect(predictor, Path(a.ccp), files, a.copies, a.seed)
     photo = np.array([k.split("/")[0] for k in d["keys"]])

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from fit_embedding import collect  # noqa: E402
+from fit_embedding import collect, training_predictor  # noqa: E402
 
 from closetai.insights.similar import MatchScale, match_scale_path  # noqa: E402
 from closetai.vision.embed import COLOUR_WEIGHT, look_parts  # noqa: E402
@@ -56,14 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     from closetai import sha256_file
-    from closetai.vision.predict import Predictor
 
     started = time.perf_counter()
-    predictor = Predictor(a.model, device="cpu")
-    val_files = predictor.meta.get("trained", {}).get("val_files")
-    if not val_files:
-        print("closetai: the model records no validation split; cannot tell training photos apart", file=sys.stderr)
+    loaded = training_predictor(a.model)
+    if loaded is None:
         return 2
+    predictor, val_files = loaded
     files = scale_photos(Path(a.ccp), val_files, a.photos)
     d = collect(predictor, Path(a.ccp), files, copies=1, seed=a.seed)
     colour_weight = predictor.whitening.colour_weight if predictor.whitening is not None else COLOUR_WEIGHT
