@@ -36,7 +36,7 @@ from flask import (
 )
 from werkzeug.security import check_password_hash
 
-from closetai.web import error_response
+from closetai.web.context import error_response
 
 bp = Blueprint("auth", __name__)
 

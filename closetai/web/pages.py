@@ -8,30 +8,28 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 
 from closetai.analysis.photo import annotated_png
 from closetai.storage.store import NotFound
-from closetai.web import analysis_json, analysis_summary, class_colours, class_names, predictor, store
-from closetai.web.api import BadRequest, create_photo_analysis
+from closetai.web.context import (
+    MEDIA_CACHE_CONTROL,
+    analysis_json,
+    analysis_summary,
+    class_colours,
+    class_names,
+    predictor,
+    send_private,
+    store,
+)
+from closetai.web.forms import BadRequest, accepted_types, create_photo_analysis
 
 bp = Blueprint("pages", __name__)
 
 HISTORY_PAGE = 24
-# Private media: the browser keeps a copy but asks again each time (ETag -> 304), so a deleted photo is
-# gone at the next look (a 404) instead of showing from the cache for a day; no shared cache keeps any.
-MEDIA_CACHE_CONTROL = "private, no-cache"
 # Under this many pixels on the short side the result page says the photo is too small to trust: the model
 # scales every photo up to 448+ px, and a 40x40 one gives a blur with "0 items" and no reason.
 SMALL_PHOTO_SIDE = 160
-
-
-def accepted_types() -> str:
-    """The file picker's accept list of the photo upload and /search (HEIC when pillow-heif is there)."""
-    types = ["image/jpeg", "image/png", "image/webp", ".jpg", ".jpeg", ".png", ".webp"]
-    if current_app.config.get("HEIC_SUPPORTED"):
-        types += ["image/heic", "image/heif", ".heic", ".heif"]
-    return ",".join(types)
 
 
 @bp.get("/")
@@ -81,13 +79,6 @@ def history():
     rows = store().list_analyses(limit=HISTORY_PAGE, offset=(page_no - 1) * HISTORY_PAGE)
     return render_template("history.html", rows=[analysis_summary(r) for r in rows], page=page_no, pages=pages,
                            total=total)
-
-
-def send_private(path, mimetype: str, **kwargs) -> Response:
-    """send_file with ETag/Range and MEDIA_CACHE_CONTROL: every media route of a stored analysis."""
-    response = send_file(path, mimetype=mimetype, conditional=True, **kwargs)
-    response.headers["Cache-Control"] = MEDIA_CACHE_CONTROL
-    return response
 
 
 def _send_media(relative: str | None, mimetype: str):

@@ -43,7 +43,7 @@ from closetai.insights.report import (
     to_csv,
     to_json,
 )
-from closetai.web import store
+from closetai.web.context import store
 
 log = logging.getLogger(__name__)
 

@@ -78,3 +78,57 @@ def serve(app: Flask, host: str, port: int, threads: int = 4) -> None:
             signal.signal(s, handler)
         server.close()
         log.info("stopped")
+
+
+def main() -> None:
+    """`python app.py`: build the app, warn about an open or unreachable setup, serve until stopped."""
+    from closetai import quiet_libraries
+    from closetai.web.factory import create_app
+    from closetai.web.security import LOOPBACK_HOSTS, allowed_hosts
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_libraries()
+    _stop_on_sigterm()
+    try:
+        app = create_app()
+    except KeyboardInterrupt:
+        _shutdown(None)
+        return
+    app.logger.setLevel(logging.INFO)
+    host, port = app.config["HOST"], app.config["PORT"]
+    info = app.extensions["closetai.predictor"].info
+    if host not in LOOPBACK_HOSTS and not app.extensions["closetai.access"].enabled:
+        log.warning("listening on %s with access control off: anyone who can reach it can see and delete "
+                    "every analysis (set CLOSETAI_PASSWORD and CLOSETAI_SECRET_KEY)", host)
+    if host not in LOOPBACK_HOSTS and allowed_hosts(app.config["ALLOWED_HOSTS"]) == LOOPBACK_HOSTS:
+        log.warning("listening on %s but answering only to the host names %s: set CLOSETAI_ALLOWED_HOSTS to "
+                    "the name (or address) people type in their browser", host, ", ".join(LOOPBACK_HOSTS))
+    log.info("ClosetAI serving on http://%s:%d (model %s on %s)", host, port, info["name"], info["device"])
+    runner = app.extensions["closetai.jobs.runner"]
+    try:
+        runner.start()  # resume jobs left queued by the last run now, not at the first request
+        serve(app, host=host, port=port, threads=4)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _shutdown(runner)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (docker stop, systemd) ends start-up like Ctrl-C: through the finally blocks, not at once."""
+    def _interrupt(signum, frame):  # noqa: ANN001 (signal's)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _shutdown(runner) -> None:  # noqa: ANN001
+    """Stop what the server started, so nothing outlives it: the job threads (a job cut short is marked
+    failed: "cancelled: the server shut down ...") and the chart process."""
+    from closetai.web.report import chart_process
+
+    for sig in (signal.SIGTERM, signal.SIGINT):  # a second Ctrl-C must not cut the clean-up short
+        signal.signal(sig, signal.SIG_IGN)
+    if runner is not None:
+        runner.stop(timeout=3.0)
+    chart_process().stop()

@@ -18,9 +18,8 @@ from flask import Blueprint, current_app, jsonify, render_template, request, url
 from closetai.analysis.photo import crop_region, fit_long_side, jpeg_bytes
 from closetai.insights.similar import MatchScale, SimilarItems
 from closetai.media.imageio import load_rgb
-from closetai.web import inference_lock, predictor, store
-from closetai.web.api import BadRequest, uploaded_photo
-from closetai.web.pages import accepted_types, send_private
+from closetai.web.context import inference_lock, predictor, send_private, store
+from closetai.web.forms import BadRequest, accepted_types, uploaded_photo
 
 api = Blueprint("similar_api", __name__, url_prefix="/api/v1")
 pages = Blueprint("similar", __name__)

@@ -28,9 +28,8 @@ from closetai.analysis.photo import display_name
 from closetai.insights.videochart import timeline_alt, timeline_svg
 from closetai.jobs.runner import create_video_job, job_status, save_upload
 from closetai.storage.store import NotFound
-from closetai.web import class_colours, store
-from closetai.web.api import form_text, refuse_duplicate, upload_part
-from closetai.web.pages import send_private
+from closetai.web.context import class_colours, send_private, store
+from closetai.web.forms import form_text, refuse_duplicate, upload_part
 
 pages = Blueprint("video", __name__)
 api = Blueprint("video_api", __name__, url_prefix="/api/v1")
