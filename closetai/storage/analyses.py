@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,77 +69,18 @@ class AnalysisStore(StoreBase):
         finish_job: a job marked 'done' (linked to this analysis, `job_error` noted) in the same
         transaction, so a crash can never leave a stored video whose job still says 'running'.
         """
-        if new.kind not in ("photo", "video"):
-            raise ValueError(f"kind must be 'photo' or 'video', not {new.kind!r}")
         trks = trks or []
-        track_nos = {t.track_no for t in trks}
-        for d in dets:
-            if d.track_no is not None and d.track_no not in track_nos:
-                raise ValueError(f"detection refers to unknown track_no {d.track_no}")
+        _check_new(new, dets, trks)
         now = utcnow()
-        day = now.strftime("%Y/%m/%d")
-        token = uuid.uuid4().hex
-        rel_dir = f"{new.kind}s/{day}/{token}"
+        rel_dir = f"{new.kind}s/{now.strftime('%Y/%m/%d')}/{uuid.uuid4().hex}"
         final_dir = self.media_root / rel_dir
-        tmp_dir = self.tmp_path("analysis-")
-        try:
-            self._write_files(tmp_dir, new, dets, trks)
-        except OSError as exc:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-            raise StoreError(f"cannot write media files ({exc.strerror})") from exc
-        except BaseException:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-            raise
-
-        def rel(key: str) -> str | None:
-            return f"{rel_dir}/{_FILE_NAMES[key]}" if key in new.files else None
-
+        tmp_dir = self._stage_files(new, dets, trks)
         moved = False
         try:
             with self._begin() as conn:
-                # Inside the insert's transaction (SQLite: one writer at a time), so of two uploads of the
-                # same file at once only the first is counted by the report.
-                copy_of = conn.execute(select(func.min(analyses.c.id)).where(
-                    analyses.c.sha256 == new.sha256)).scalar() if new.sha256 else None
-                analysis_id = conn.execute(analyses.insert().values(
-                    kind=new.kind, source=new.source[:200], filename=new.filename[:255], sha256=new.sha256,
-                    copy_of=copy_of,
-                    width=int(new.width), height=int(new.height),
-                    captured_at=new.captured_at or now, captured_from="exif" if new.captured_at else "upload",
-                    created_at=now, model_name=new.model_name, taxonomy=new.taxonomy,
-                    min_score=float(new.min_score), media_dir=rel_dir, photo_path=rel("photo"),
-                    thumb_path=rel("thumb"), video_path=rel("video"), duration_s=new.duration_s,
-                    fps=new.fps, frame_count=new.frame_count,
-                    people=json.dumps(new.people) if new.people else None,
-                )).inserted_primary_key[0]
-                track_ids: dict[int, int] = {}
-                for t in trks:
-                    track_ids[t.track_no] = conn.execute(tracks.insert().values(
-                        analysis_id=analysis_id, track_no=t.track_no, label=t.label, colour_name=t.colour_name,
-                        colour_hex=t.colour_hex, first_s=t.first_s, last_s=t.last_s, frames_seen=t.frames_seen,
-                        best_score=t.best_score,
-                        crop_path=f"{rel_dir}/crops/t{t.track_no}.jpg" if t.crop_jpeg else None,
-                    )).inserted_primary_key[0]
-                if dets:
-                    conn.execute(detections.insert(), [
-                        {"analysis_id": analysis_id, "idx": i,
-                         "track_id": track_ids.get(d.track_no) if d.track_no is not None else None,
-                         "frame_index": d.frame_index, "time_s": d.time_s, "label": d.label,
-                         "score": float(d.score), "x1": float(d.box[0]), "y1": float(d.box[1]),
-                         "x2": float(d.box[2]), "y2": float(d.box[3]),
-                         "mask_rle": json.dumps(d.mask_rle) if d.mask_rle else None,
-                         "colour_name": d.colour_name, "colour_hex": d.colour_hex,
-                         "colour_share": d.colour_share, "area_share": d.area_share,
-                         "crop_path": f"{rel_dir}/crops/d{i}.jpg" if d.crop_jpeg else None,
-                         "person": d.person}
-                        for i, d in enumerate(dets)])
-                _insert_embeddings(conn, analysis_id, new.embedding_model, dets, trks, track_ids)
+                analysis_id = _insert_rows(conn, new, dets, trks, rel_dir, now)
                 if finish_job is not None:
-                    finished = conn.execute(jobs.update().where(jobs.c.id == finish_job, jobs.c.status == "running")
-                                            .values(status="done", analysis_id=analysis_id, error=job_error,
-                                                    finished_at=now, heartbeat_at=now))
-                    if finished.rowcount == 0:  # failed by a restart sweep meanwhile: keep its verdict
-                        raise JobNotRunning(f"job {finish_job} is no longer running; nothing stored")
+                    _finish_job(conn, finish_job, analysis_id, job_error, now)
                 # Rename inside the transaction: if it fails the rows roll back; if the commit fails
                 # the except below moves the folder away again.
                 final_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -150,6 +92,19 @@ class AnalysisStore(StoreBase):
                 raise StoreError(f"cannot store media files ({exc.strerror})") from exc
             raise
         return int(analysis_id)
+
+    def _stage_files(self, new: NewAnalysis, dets: list[NewDetection], trks: list[NewTrack]) -> Path:
+        """The analysis' media files in a fresh hidden folder (removed again if writing fails)."""
+        tmp_dir = self.tmp_path("analysis-")
+        try:
+            self._write_files(tmp_dir, new, dets, trks)
+        except OSError as exc:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            raise StoreError(f"cannot write media files ({exc.strerror})") from exc
+        except BaseException:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            raise
+        return tmp_dir
 
     def delete_analysis(self, analysis_id: int) -> None:
         """Remove an analysis, its detections, tracks, jobs (cascade) and then its media folder.
@@ -294,3 +249,66 @@ def _labels_by_analysis(conn: Connection, table: Table, ids: list[int]) -> list:
                         .where(table.c.analysis_id.in_(ids))
                         .group_by(table.c.analysis_id, table.c.label)
                         .order_by(func.count().desc(), table.c.label)).all()
+
+
+def _check_new(new: NewAnalysis, dets: list[NewDetection], trks: list[NewTrack]) -> None:
+    if new.kind not in ("photo", "video"):
+        raise ValueError(f"kind must be 'photo' or 'video', not {new.kind!r}")
+    track_nos = {t.track_no for t in trks}
+    for d in dets:
+        if d.track_no is not None and d.track_no not in track_nos:
+            raise ValueError(f"detection refers to unknown track_no {d.track_no}")
+
+
+def _insert_rows(conn: Connection, new: NewAnalysis, dets: list[NewDetection], trks: list[NewTrack],
+                 rel_dir: str, now: datetime) -> int:
+    """The analysis row, its tracks, detections and embeddings, inside the caller's transaction."""
+    def rel(key: str) -> str | None:
+        return f"{rel_dir}/{_FILE_NAMES[key]}" if key in new.files else None
+
+    # Inside the insert's transaction (SQLite: one writer at a time), so of two uploads of the
+    # same file at once only the first is counted by the report.
+    copy_of = conn.execute(select(func.min(analyses.c.id)).where(
+        analyses.c.sha256 == new.sha256)).scalar() if new.sha256 else None
+    analysis_id = conn.execute(analyses.insert().values(
+        kind=new.kind, source=new.source[:200], filename=new.filename[:255], sha256=new.sha256,
+        copy_of=copy_of,
+        width=int(new.width), height=int(new.height),
+        captured_at=new.captured_at or now, captured_from="exif" if new.captured_at else "upload",
+        created_at=now, model_name=new.model_name, taxonomy=new.taxonomy,
+        min_score=float(new.min_score), media_dir=rel_dir, photo_path=rel("photo"),
+        thumb_path=rel("thumb"), video_path=rel("video"), duration_s=new.duration_s,
+        fps=new.fps, frame_count=new.frame_count,
+        people=json.dumps(new.people) if new.people else None,
+    )).inserted_primary_key[0]
+    track_ids: dict[int, int] = {}
+    for t in trks:
+        track_ids[t.track_no] = conn.execute(tracks.insert().values(
+            analysis_id=analysis_id, track_no=t.track_no, label=t.label, colour_name=t.colour_name,
+            colour_hex=t.colour_hex, first_s=t.first_s, last_s=t.last_s, frames_seen=t.frames_seen,
+            best_score=t.best_score,
+            crop_path=f"{rel_dir}/crops/t{t.track_no}.jpg" if t.crop_jpeg else None,
+        )).inserted_primary_key[0]
+    if dets:
+        conn.execute(detections.insert(), [
+            {"analysis_id": analysis_id, "idx": i,
+             "track_id": track_ids.get(d.track_no) if d.track_no is not None else None,
+             "frame_index": d.frame_index, "time_s": d.time_s, "label": d.label,
+             "score": float(d.score), "x1": float(d.box[0]), "y1": float(d.box[1]),
+             "x2": float(d.box[2]), "y2": float(d.box[3]),
+             "mask_rle": json.dumps(d.mask_rle) if d.mask_rle else None,
+             "colour_name": d.colour_name, "colour_hex": d.colour_hex,
+             "colour_share": d.colour_share, "area_share": d.area_share,
+             "crop_path": f"{rel_dir}/crops/d{i}.jpg" if d.crop_jpeg else None,
+             "person": d.person}
+            for i, d in enumerate(dets)])
+    _insert_embeddings(conn, analysis_id, new.embedding_model, dets, trks, track_ids)
+    return int(analysis_id)
+
+
+def _finish_job(conn: Connection, job_id: int, analysis_id: int, job_error: str | None, now: datetime) -> None:
+    finished = conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.status == "running")
+                            .values(status="done", analysis_id=analysis_id, error=job_error,
+                                    finished_at=now, heartbeat_at=now))
+    if finished.rowcount == 0:  # failed by a restart sweep meanwhile: keep its verdict
+        raise JobNotRunning(f"job {job_id} is no longer running; nothing stored")
