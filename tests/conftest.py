@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import CHROMIUM, SHIPPED_MODEL
+# The helper modules hold asserts the tests used to make themselves (wait_done, set_running): rewritten
+# like the tests' own, a failing one shows its values.
+pytest.register_assert_rewrite("tests.helpers", "tests.jobs_helpers", "tests.media_helpers", "tests.report_helpers",
+                               "tests.training_helpers", "tests.web_helpers")
+
+from tests.helpers import CHROMIUM, SHIPPED_MODEL  # noqa: E402  (after the registration above)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from werkzeug.security import generate_password_hash
 from app import create_app
 from closetai.web.auth import OPEN_ENDPOINTS
 from tests.helpers import EmbeddingFakePredictor, needs_chromium, served
-from tests.test_video import panned_frames, write_clip
+from tests.media_helpers import panned_frames, write_clip
 
 PASSWORD = "correct horse battery staple"
 TOKEN = "tok-" + "a1b2c3d4" * 4

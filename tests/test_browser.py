@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from tests.helpers import needs_chromium, served
+from tests.helpers import CCP, REPO, needs_chromium, served
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-PHOTO = SHARED / "data" / "ccp" / "photos" / "0003.jpg"
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "photo.png"
+PHOTO = CCP / "photos" / "0003.jpg"
+SCREENSHOT = REPO / "docs" / "screenshots" / "photo.png"
 
 pytestmark = [
     pytest.mark.browser,

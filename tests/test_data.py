@@ -15,25 +15,7 @@ from closetai.training.data.coco import CocoDataset
 from closetai.training.data.deepfashion2 import DeepFashion2Dataset
 from closetai.vision.taxonomy import CCP15
 from tests.helpers import CCP, needs_shared
-
-LABELS = ["null", "skin", "jeans", "boots", "shirt", "socks"]
-
-
-def write_ccp(root, n=3, h=60, w=40):
-    (root / "photos").mkdir(parents=True)
-    (root / "annotations" / "pixel-level").mkdir(parents=True)
-    scipy.io.savemat(root / "label_list.mat", {"label_list": np.array([LABELS], dtype=object)})
-    for i in range(1, n + 1):
-        gt = np.zeros((h, w), np.uint8)
-        gt[5:25, 5:35] = 4  # shirt -> top
-        gt[25:50, 8:32] = 2  # jeans
-        gt[52:58, 4:14] = 3  # left boot
-        gt[52:58, 26:36] = 3  # right boot: a separate component
-        gt[0:3, 0:3] = 4  # 9 px of shirt elsewhere: stays part of the one "top" instance
-        gt[40:42, 0:2] = 5  # socks: background
-        scipy.io.savemat(root / "annotations" / "pixel-level" / f"{i:04d}.mat", {"groundtruth": gt})
-        Image.fromarray(np.full((h, w, 3), 100 + i, np.uint8)).save(root / "photos" / f"{i:04d}.jpg")
-    return root
+from tests.training_helpers import LABELS, write_ccp
 
 
 def test_ccp_reader_follows_the_instance_rule(tmp_path):

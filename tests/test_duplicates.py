@@ -2,7 +2,7 @@
 it, `store_again=1` stores it anyway, and the report counts each distinct file (content sha256) once.
 
 Real SQLite files in tmp_path and real uploads through Flask's test client; photos go through the
-shipped model, clips through the deterministic RedPredictor of tests/test_video.py."""
+shipped model, clips through the deterministic RedPredictor of tests/media_helpers.py."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 
 from app import create_app
 from closetai.storage.store import NewAnalysis, NewDetection, Store, default_sqlite_url
-from tests.test_video import RedPredictor, panned_frames, write_clip
-from tests.test_web import jpeg_of_person, upload
+from tests.media_helpers import RedPredictor, panned_frames, write_clip
+from tests.web_helpers import jpeg_of_person, upload
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_form_upload_of_a_stored_photo_shows_a_page_linking_to_it(app):
 
 
 def test_clip_uploaded_twice_links_to_the_first_while_queued_and_once_stored(tmp_path):
-    from tests.test_web_video import wait_done
+    from tests.web_helpers import wait_done
 
     app = create_app({"TESTING": True, "PREDICTOR": type("P", (RedPredictor,), {"info": {
         **RedPredictor.info, "classes": list(RedPredictor.class_names)}})(),

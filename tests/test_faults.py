@@ -148,7 +148,7 @@ def test_concurrent_writer_processes_never_see_database_is_locked(tmp_path):
 
 
 def test_a_dead_processs_temp_folders_are_swept_at_once_a_live_ones_kept(tmp_path):
-    from tests.test_jobs import dead_pid
+    from tests.jobs_helpers import dead_pid
 
     store = Store(default_sqlite_url(tmp_path), tmp_path / "media")
     store.init_schema()

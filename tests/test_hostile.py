@@ -42,7 +42,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from app import create_app
 from tests.helpers import FakePredictor, write_audio_only
-from tests.test_video import panned_frames, write_clip
+from tests.media_helpers import panned_frames, write_clip
 
 PHOTO_URL = {"api": "/api/v1/analyses", "form": "/upload"}
 VIDEO_URL = {"api": "/api/v1/videos", "form": "/videos"}

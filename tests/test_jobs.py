@@ -24,16 +24,14 @@ from closetai.jobs.runner import (
     INTERRUPTED,
     WORKER,
     JobContext,
-    VideoSettings,
-    create_video_job,
     recover_interrupted,
     run_job,
-    save_upload,
 )
 from closetai.storage.store import JobNotRunning, NewAnalysis, Store, jobs, utcnow
 from tests.helpers import REPO, SHIPPED_MODEL
-from tests.test_video import panned_frames, write_clip
-from tests.test_web_video import Predictor
+from tests.jobs_helpers import dead_pid, queued_video, set_running, uploads
+from tests.media_helpers import AppRedPredictor as Predictor
+from tests.media_helpers import panned_frames, write_clip
 
 
 @pytest.fixture
@@ -46,34 +44,6 @@ def store(instance) -> Store:
     s = Store(f"sqlite:///{instance / 'closetai.sqlite'}", instance / "media")
     s.init_schema()
     return s
-
-
-def queued_video(store: Store, tmp_path: Path, n: int = 10) -> int:
-    clip = write_clip(tmp_path / f"c{uuid.uuid4().hex[:6]}.mp4", panned_frames(n), fps=10)
-    with open(clip, "rb") as f:
-        upload = save_upload(store, f, "clip.mp4")
-    return create_video_job(store, upload, "clip.mp4", "", VideoSettings())
-
-
-def set_running(store: Store, job_id: int, worker: dict | None, heartbeat_age_s: float) -> None:
-    params = store.get_job(job_id)["params"]
-    if worker is not None:
-        params["worker"] = worker
-    assert store.claim_job(job_id, params)
-    with store.engine.begin() as conn:
-        conn.execute(jobs.update().where(jobs.c.id == job_id)
-                     .values(heartbeat_at=utcnow() - timedelta(seconds=heartbeat_age_s)))
-
-
-def dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()  # reaped: the pid no longer exists (a zombie would still answer kill(pid, 0))
-    return proc.pid
-
-
-def uploads(store: Store) -> list[Path]:
-    root = store.media_root / "uploads"
-    return sorted(root.rglob("*")) if root.exists() else []
 
 
 def make_app(instance: Path, **config):

@@ -18,7 +18,7 @@ from closetai.vision.detections import Detections
 from closetai.vision.model import build_model, model_for_training, read_model_file, remap_classes, save_model
 from closetai.vision.predict import Predictor
 from tests.helpers import tiny_model_config
-from tests.test_transforms import PERSON, PaintedReader
+from tests.training_helpers import PERSON, PaintedReader
 
 
 def _tiny_model_file(path, classes):
@@ -157,7 +157,7 @@ def test_silhouette_grows_from_the_garments_over_the_person():
 
 @pytest.mark.slow
 def test_evaluate_conditions_prints_a_table_and_writes_json(tmp_path, capsys):
-    from tests.test_data import write_ccp
+    from tests.training_helpers import write_ccp
 
     ccp = write_ccp(tmp_path / "ccp", n=3, h=120, w=80)
     from closetai.vision.taxonomy import CCP15

@@ -24,7 +24,7 @@ def site(tmp_path_factory):
     """Three photos and one clip analysed by the shipped model; yields (base_url, app, ids)."""
     from app import create_app
     from closetai.vision.predict import Predictor
-    from tests.test_video_browser import make_clip
+    from tests.media_helpers import ccp_photo_clip
 
     app = create_app({"PREDICTOR": Predictor(device="cpu", threads=2),
                       "INSTANCE_PATH": tmp_path_factory.mktemp("instance")})
@@ -35,7 +35,7 @@ def site(tmp_path_factory):
             r = client.post("/api/v1/analyses", data={"file": (f, photo.name), "source": "CCP street"})
         assert r.status_code == 201, r.get_json()
         photo_ids.append(r.get_json()["id"])
-    clip = make_clip(tmp_path_factory.mktemp("clip") / "street walk.mp4")
+    clip = ccp_photo_clip(tmp_path_factory.mktemp("clip") / "street walk.mp4")
     with clip.open("rb") as f:
         r = client.post("/api/v1/videos", data={"file": (f, clip.name)})
     assert r.status_code == 202, r.get_json()

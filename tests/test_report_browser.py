@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from tests.helpers import needs_chromium, served
+from tests.helpers import CCP, REPO, needs_chromium, served
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-PHOTOS = SHARED / "data" / "ccp" / "photos"
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "report.png"
+PHOTOS = CCP / "photos"
+SCREENSHOT = REPO / "docs" / "screenshots" / "report.png"
 NAMES = ["1005.jpg", "1006.jpg", "1007.jpg", "1008.jpg"]  # unlabelled CCP ids: the report's own data
 
 pytestmark = [

@@ -11,31 +11,14 @@ import re
 from datetime import date, datetime
 from html.parser import HTMLParser
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from app import create_app
 from closetai.insights.report import PERIODS, ReportFilters, build_report, load_report, report_tables
-from closetai.storage.store import NewAnalysis, NewDetection, NewTrack, Store, default_sqlite_url
+from closetai.storage.store import NewAnalysis, NewTrack, Store, default_sqlite_url
 from closetai.web.report import TABLE_COLUMNS
-
-
-class NoModel:
-    """The report never runs the model; create_app only needs something in PREDICTOR's place."""
-
-    class_names = ("jeans", "top", "footwear", "outerwear")
-    min_score = 0.5
-    info = {"name": "none", "taxonomy": "test", "device": "cpu", "classes": list(class_names)}
-
-
-def photo(source: str, when: str, sha: str) -> NewAnalysis:
-    return NewAnalysis(kind="photo", filename=f"{sha}.jpg", sha256=sha, width=100, height=100,
-                       captured_at=datetime.fromisoformat(when), source=source)
-
-
-def det(label: str, score: float, colour: str = "navy", **kw) -> NewDetection:
-    return NewDetection(label=label, score=score, box=(0, 0, 10, 10), colour_name=colour, colour_hex="#123456", **kw)
+from tests.report_helpers import NoModel, det, photo, seed_many
 
 
 def seed_known(store: Store) -> None:
@@ -187,15 +170,6 @@ def parse_page(html: str) -> Tables:
     p.feed(html)
     p.tables = {k: [r for r in v if r] for k, v in p.tables.items()}  # drop the header rows
     return p
-
-
-def seed_many(store: Store, n: int = 40, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    labels, colours = ["jeans", "top", "footwear", "outerwear", "skirt"], ["navy", "black", "white", "red"]
-    for i in range(n):
-        k = int(rng.integers(0, 4))
-        dets = [det(str(rng.choice(labels)), float(rng.uniform(.5, 1)), str(rng.choice(colours))) for _ in range(k)]
-        store.add_analysis(photo(str(rng.choice(["milan", "paris"])), f"2026-03-{1 + i % 28:02d} 12:00", f"m{i}"), dets)
 
 
 def test_report_page_with_no_analyses(make_client):
@@ -380,7 +354,7 @@ with open({str(marker)!r}, "a") as f:
 from app import create_app
 import closetai.web.report as web_report
 from closetai.insights.report import render_chart
-from tests.test_report_web import NoModel, seed_many
+from tests.report_helpers import NoModel, seed_many
 app = create_app({{"TESTING": True, "PREDICTOR": NoModel(), "INSTANCE_PATH": {str(tmp_path / "instance")!r}}})
 seed_many(app.extensions["closetai.storage.store"])
 web_report.chart_process()._ready.result(timeout=60)

@@ -2,12 +2,10 @@
 
 import io
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from app import create_app
-from tests.helpers import FakePredictor
+from tests.helpers import FakePredictor, flat_png
 
 
 @pytest.fixture
@@ -15,12 +13,6 @@ def client(tmp_path):
     app = create_app({"PREDICTOR": FakePredictor(), "INSTANCE_PATH": tmp_path / "instance", "TESTING": True})
     yield app.test_client(), app
     app.extensions["closetai.jobs.runner"].stop()
-
-
-def _png() -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.full((64, 48, 3), 120, np.uint8)).save(buf, "PNG")
-    return buf.getvalue()
 
 
 @pytest.mark.parametrize("path", ["/", "/history", "/report", "/videos", "/api/v1/health", "/nope"])
@@ -39,12 +31,12 @@ def test_every_response_carries_nosniff_and_csp(client, path):
 ])
 def test_cross_site_uploads_and_deletes_are_refused(client, headers):
     c, app = client
-    ok = c.post("/api/v1/analyses", data={"file": (io.BytesIO(_png()), "a.png")})
+    ok = c.post("/api/v1/analyses", data={"file": (io.BytesIO(flat_png()), "a.png")})
     assert ok.status_code == 201
     aid = ok.get_json()["id"]
-    r = c.post("/api/v1/analyses", data={"file": (io.BytesIO(_png()), "b.png")}, headers=headers)
+    r = c.post("/api/v1/analyses", data={"file": (io.BytesIO(flat_png()), "b.png")}, headers=headers)
     assert r.status_code == 403 and "cross-site request refused" in r.get_json()["error"]
-    r = c.post("/upload", data={"file": (io.BytesIO(_png()), "b.png")}, headers={**headers, "Accept": "text/html"})
+    r = c.post("/upload", data={"file": (io.BytesIO(flat_png()), "b.png")}, headers={**headers, "Accept": "text/html"})
     assert r.status_code == 403 and b"cross-site request refused" in r.data
     r = c.delete(f"/api/v1/analyses/{aid}", headers=headers)
     assert r.status_code == 403
@@ -55,7 +47,7 @@ def test_cross_site_uploads_and_deletes_are_refused(client, headers):
 
 def test_same_origin_and_script_clients_pass(client):
     c, _ = client
-    r = c.post("/api/v1/analyses", data={"file": (io.BytesIO(_png()), "a.png")},
+    r = c.post("/api/v1/analyses", data={"file": (io.BytesIO(flat_png()), "a.png")},
                headers={"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"})
     assert r.status_code == 201
     aid = r.get_json()["id"]
@@ -64,7 +56,7 @@ def test_same_origin_and_script_clients_pass(client):
 
 def test_uploaded_media_is_never_served_as_html(client):
     c, _ = client
-    r = c.post("/api/v1/analyses", data={"file": (io.BytesIO(_png()), "x.html")})
+    r = c.post("/api/v1/analyses", data={"file": (io.BytesIO(flat_png()), "x.html")})
     assert r.status_code == 201
     body = r.get_json()
     photo = c.get(body["urls"]["photo"])

@@ -22,8 +22,7 @@ from pathlib import Path
 import pytest
 
 from app import create_app
-from tests.helpers import REPO, SHIPPED_MODEL, FakePredictor
-from tests.test_security import _png
+from tests.helpers import REPO, SHIPPED_MODEL, FakePredictor, flat_png
 
 
 def _free_port() -> int:
@@ -96,7 +95,7 @@ def test_a_rebound_page_cannot_delete_either(server):
     whose Origin matches its own Host; both are the attacker's, so the Origin check alone passes it."""
     port, app = server
     client = app.test_client()
-    aid = client.post("/api/v1/analyses", data={"file": (io.BytesIO(_png()), "a.png")}).get_json()["id"]
+    aid = client.post("/api/v1/analyses", data={"file": (io.BytesIO(flat_png()), "a.png")}).get_json()["id"]
     got, _ = _exchange(port, (f"DELETE /api/v1/analyses/{aid} HTTP/1.1\r\nHost: attacker.example:{port}\r\n"
                               f"Origin: http://attacker.example:{port}\r\nConnection: close\r\n\r\n").encode())
     assert _statuses(got) == [400]

@@ -438,9 +438,8 @@ def test_df2_consumer_to_shop_on_a_fixture(tmp_path):
 
 
 def test_video_tracks_are_items_linked_to_their_moment(client, tmp_path):
-    from tests.test_video import panned_frames, write_clip
-    from tests.test_web_video import upload as upload_clip
-    from tests.test_web_video import wait_done
+    from tests.media_helpers import panned_frames, write_clip
+    from tests.web_helpers import upload_clip, wait_done
 
     photo = upload(client, (200, 20, 20), "red.jpg")
     clip = write_clip(tmp_path / "pan.mp4", panned_frames(20, h=96, w=128), fps=10)

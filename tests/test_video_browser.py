@@ -6,17 +6,13 @@ clips in ../shared may not be redistributed, not even as a still."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 
-from tests.helpers import needs_chromium, served
-from tests.test_video import write_clip
+from tests.helpers import REPO, needs_chromium, served
+from tests.media_helpers import CCP_PHOTO as PHOTO
+from tests.media_helpers import ccp_photo_clip
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-PHOTO = SHARED / "data" / "ccp" / "photos" / "0010.jpg"
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "video.png"
+SCREENSHOT = REPO / "docs" / "screenshots" / "video.png"
 SECONDS = 3.0
 
 pytestmark = [
@@ -26,14 +22,6 @@ pytestmark = [
     needs_chromium,
     pytest.mark.skipif(not PHOTO.is_file(), reason="needs ../shared CCP photos"),
 ]
-
-
-def make_clip(out: Path) -> Path:
-    from closetai.media.imageio import load_rgb
-
-    photo, _ = load_rgb(PHOTO)
-    h, w = (photo.shape[0] - 40) // 2 * 2, (photo.shape[1] - 40) // 2 * 2
-    return write_clip(out, [np.ascontiguousarray(photo[i * 2:i * 2 + h, i * 2:i * 2 + w]) for i in range(15)], fps=5)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +38,7 @@ def server(tmp_path_factory):
 
 def test_upload_clip_watch_progress_and_see_tracks(server, browser, tmp_path):
     base, app = server
-    clip = make_clip(tmp_path / "street.mp4")
+    clip = ccp_photo_clip(tmp_path / "street.mp4")
     page = browser.new_context(viewport={"width": 1280, "height": 1100}).new_page()
     page.goto(base + "/")
     page.click("nav >> text=Videos")

@@ -8,7 +8,6 @@ import struct
 import zlib
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -18,11 +17,10 @@ from app import create_app
 from closetai.storage.store import detections as detections_table
 from closetai.vision.colour import PALETTE, name_colour
 from closetai.vision.detections import decode_mask
+from tests.helpers import CCP
+from tests.web_helpers import RED, encode, jpeg_of_person, person, upload
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CCP_PHOTO = SHARED / "data" / "ccp" / "photos" / "0003.jpg"
-
-RED, NAVY, BLACK, SKIN = (180, 30, 40), (40, 60, 120), (20, 20, 20), (225, 185, 160)
+CCP_PHOTO = CCP / "photos" / "0003.jpg"
 
 
 @pytest.fixture(scope="session")
@@ -48,32 +46,6 @@ def app(make_app):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-def person(h=480, w=320) -> np.ndarray:
-    """A flat cartoon figure: red top, navy trousers, black shoes on a grey gradient (RGB uint8)."""
-    img = np.repeat(np.linspace(170, 220, h)[:, None, None], w, 1).repeat(3, 2).astype(np.uint8)
-    c = w // 2
-    cv2.ellipse(img, (c, 60), (28, 36), 0, 0, 360, SKIN, -1)
-    cv2.rectangle(img, (c - 12, 92), (c + 12, 110), SKIN, -1)
-    cv2.fillPoly(img, [np.array([[c - 60, 110], [c + 60, 110], [c + 70, 250], [c - 70, 250]])], RED)
-    cv2.rectangle(img, (c - 95, 115), (c - 65, 250), RED, -1)
-    cv2.rectangle(img, (c + 65, 115), (c + 95, 250), RED, -1)
-    cv2.fillPoly(img, [np.array([[c - 65, 250], [c + 65, 250], [c + 55, 420], [c + 10, 420], [c, 290],
-                                 [c - 10, 420], [c - 55, 420]])], NAVY)
-    cv2.ellipse(img, (c - 33, 430), (26, 10), 0, 0, 360, BLACK, -1)
-    cv2.ellipse(img, (c + 33, 430), (26, 10), 0, 0, 360, BLACK, -1)
-    return img
-
-
-def encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
-def upload(client, data: bytes, name: str = "photo.jpg", url: str = "/api/v1/analyses", **form):
-    return client.post(url, data={"file": (io.BytesIO(data), name), **form}, content_type="multipart/form-data")
 
 
 def stored_files(app) -> list[str]:
@@ -188,10 +160,6 @@ def png_header_only(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
-def jpeg_of_person() -> bytes:
-    return encode(Image.fromarray(person()), "JPEG", quality=90)
 
 
 BAD_INPUTS = {

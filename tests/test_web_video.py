@@ -1,7 +1,7 @@
 """The video path through the Flask client: upload -> job -> progress -> stored tracks -> annotated H.264
 with Range support; rotation; every bad input; failures leave nothing behind.
 
-Clips are generated here with PyAV. Most tests use `RedPredictor` (tests/test_video.py: the red blob is
+Clips are generated here with PyAV. Most tests use `RedPredictor` (tests/media_helpers.py: the red blob is
 a 'top'), which makes decoding, tracking, storage and output exact; the shipped model runs end to end
 on a CCP photo panned into a clip.
 """
@@ -22,11 +22,10 @@ from app import create_app
 from closetai.storage.store import analyses, detections, jobs, tracks
 from closetai.vision.detections import decode_mask
 from tests.helpers import SHIPPED_MODEL, write_audio_only
-from tests.test_video import CCP_PHOTO, RedPredictor, panned_frames, write_clip
-
-
-class Predictor(RedPredictor):
-    info = {**RedPredictor.info, "classes": list(RedPredictor.class_names)}  # /api/v1/health reads it
+from tests.media_helpers import CCP_PHOTO, panned_frames, write_clip
+from tests.media_helpers import AppRedPredictor as Predictor
+from tests.web_helpers import upload_clip as upload
+from tests.web_helpers import wait_done
 
 
 @pytest.fixture
@@ -52,26 +51,6 @@ def app(make_app):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-def upload(client, data: bytes, name: str = "clip.mp4", **form):
-    return client.post("/api/v1/videos", data={"file": (io.BytesIO(data), name), **form},
-                       content_type="multipart/form-data")
-
-
-def wait_done(client, job_id: int, timeout: float = 120.0) -> tuple[dict, list[dict]]:
-    """Poll the job's JSON like the page does; returns the final body and every body seen."""
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        res = client.get(f"/api/v1/jobs/{job_id}")
-        assert res.status_code == 200
-        body = res.get_json()
-        seen.append(body)
-        if body["status"] in ("done", "failed"):
-            return body, seen
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish in {timeout} s: {seen[-1]}")
 
 
 def media_files(app) -> list[str]:
@@ -169,7 +148,7 @@ def test_upload_progress_tracks_and_playable_annotated_video(app, client, tmp_pa
 
 @pytest.mark.parametrize("shot_cuts, tracks", [(True, 2), (False, 1)])
 def test_shot_cuts_setting_decides_whether_a_cut_ends_the_tracks(make_app, tmp_path, shot_cuts, tracks):
-    from tests.test_video import two_shots
+    from tests.media_helpers import two_shots
 
     config = {} if shot_cuts else {"VIDEO_SHOT_CUTS": False}  # on by default
     client = make_app(**config).test_client()
@@ -181,7 +160,7 @@ def test_shot_cuts_setting_decides_whether_a_cut_ends_the_tracks(make_app, tmp_p
 @pytest.mark.parametrize("reid, tracks", [(True, 1), (False, 2)])
 def test_reid_setting_decides_whether_a_garment_seen_again_after_a_cut_keeps_its_track(make_app, tmp_path, reid,
                                                                                         tracks):
-    from tests.test_video import LookingRedPredictor, two_shots
+    from tests.media_helpers import LookingRedPredictor, two_shots
 
     config = {} if reid else {"VIDEO_REID": False}  # on by default
     client = make_app(LookingRedPredictor(), **config).test_client()
@@ -191,7 +170,7 @@ def test_reid_setting_decides_whether_a_garment_seen_again_after_a_cut_keeps_its
 
 
 def test_a_clip_with_sound_plays_back_with_it(client, tmp_path):
-    from tests.test_video import write_clip_with_sound
+    from tests.media_helpers import write_clip_with_sound
 
     clip = write_clip_with_sound(tmp_path / "talk.mp4", panned_frames(24), fps=12)
     job_id = upload(client, clip.read_bytes(), "talk.mp4").get_json()["job_id"]

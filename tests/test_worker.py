@@ -37,10 +37,9 @@ from closetai.jobs.runner import (
     take_over,
 )
 from closetai.storage.store import Store
-from tests.helpers import REPO, tiny_model_config
+from tests.helpers import REPO, make_photo, tiny_model_config
+from tests.media_helpers import NAMES, panned_frames, write_clip
 from tests.services import needs_postgres, needs_redis, postgres_server, redis_server
-from tests.test_ingest import make_photo
-from tests.test_video import NAMES, panned_frames, write_clip
 
 WORKER_ENV = {
     "CLOSETAI_DEVICE": "cpu",
@@ -129,8 +128,8 @@ def store(tmp_path) -> Store:
 
 
 def test_a_redelivered_job_of_a_dead_worker_is_taken_over_and_stored_once(store, tmp_path):
-    from tests.test_jobs import dead_pid, queued_video, set_running
-    from tests.test_web_video import Predictor
+    from tests.jobs_helpers import dead_pid, queued_video, set_running
+    from tests.media_helpers import AppRedPredictor as Predictor
 
     job_id = queued_video(store, tmp_path)
     dead = {"host": WORKER["host"], "pid": dead_pid(), "token": "dead"}
@@ -147,7 +146,7 @@ def test_a_redelivered_job_of_a_dead_worker_is_taken_over_and_stored_once(store,
 
 
 def test_a_live_workers_job_is_busy_and_only_one_of_two_takers_requeues(store, tmp_path):
-    from tests.test_jobs import dead_pid, queued_video, set_running
+    from tests.jobs_helpers import dead_pid, queued_video, set_running
 
     job_id = queued_video(store, tmp_path)
     set_running(store, job_id, {"host": WORKER["host"], "pid": os.getppid(), "token": "live"}, heartbeat_age_s=1)
@@ -163,7 +162,7 @@ def test_a_live_workers_job_is_busy_and_only_one_of_two_takers_requeues(store, t
 
 
 def test_a_job_that_killed_its_worker_too_often_is_failed(store, tmp_path):
-    from tests.test_jobs import dead_pid, queued_video, set_running, uploads
+    from tests.jobs_helpers import dead_pid, queued_video, set_running, uploads
 
     job_id = queued_video(store, tmp_path)
     params = {**store.get_job(job_id)["params"], "takeovers": MAX_TAKEOVERS}
@@ -175,7 +174,7 @@ def test_a_job_that_killed_its_worker_too_often_is_failed(store, tmp_path):
 
 
 def test_a_photo_job_stores_its_photo_once(store, tmp_path):
-    from tests.test_ingest import ColourDetector
+    from tests.helpers import ColourDetector
 
     make_photo(tmp_path / "p.jpg", seed=1)
     job_id = create_photo_job(store, tmp_path / "p.jpg", "street")
@@ -283,7 +282,7 @@ def test_ingest_fans_out_to_both_workers_and_matches_the_in_process_ingest(clust
 def test_web_video_upload_runs_on_a_worker_with_live_progress(cluster, tmp_path):
     from app import create_app
     from closetai.jobs.worker import CeleryJobRunner
-    from tests.test_web_video import Predictor
+    from tests.media_helpers import AppRedPredictor as Predictor
 
     app = create_app({"TESTING": True, "PREDICTOR": Predictor(), "INSTANCE_PATH": cluster.instance,
                       "DATABASE_URL": cluster.database_url, "BROKER_URL": cluster.broker})
