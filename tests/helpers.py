@@ -64,6 +64,21 @@ def tiny_model_config() -> dict:
             "box_head_dim": 64, "mask_head_channels": 32, "rpn_post_nms_test": 50, "rpn_pre_nms_test": 100}
 
 
+def tiny_model_file(path: Path, classes, config: dict | None = None, **metadata) -> Path:
+    """Save a tiny Mask R-CNN with random weights (torch seed 0) to `path`, as save_model writes a model file:
+    tiny_model_config() updated by `config`; metadata name "tiny", taxonomy "test", the classes and score
+    threshold 0, each of which `metadata` may override or add to."""
+    import torch
+
+    from closetai.vision.model import build_model, save_model
+
+    torch.manual_seed(0)
+    cfg = {**tiny_model_config(), **(config or {})}
+    save_model(build_model(len(classes) + 1, cfg, pretrained_backbone=False), path, cfg,
+               {"name": "tiny", "taxonomy": "test", "classes": list(classes), "score_threshold": 0.0, **metadata})
+    return path
+
+
 class FakePredictor:
     """Stands in for the model: these tests are about HTTP, not detection."""
 

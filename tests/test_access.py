@@ -27,18 +27,8 @@ MEDIA_ENDPOINTS = {"pages.photo", "pages.thumb", "pages.crop", "pages.annotated"
 
 
 @pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def make(**config):
-        app = create_app({"PREDICTOR": EmbeddingFakePredictor(), "INSTANCE_PATH": tmp_path / f"instance{len(apps)}",
-                          "TESTING": True, "JOB_PROGRESS_INTERVAL_S": 0.0, **config})
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["closetai.jobs.runner"].stop(timeout=30)
+def predictor():
+    return EmbeddingFakePredictor()
 
 
 def png(w: int = 96, h: int = 128) -> bytes:

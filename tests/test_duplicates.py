@@ -12,15 +12,14 @@ from datetime import datetime
 
 import pytest
 
-from app import create_app
 from closetai.storage.store import NewAnalysis, NewDetection, Store, default_sqlite_url
-from tests.media_helpers import RedPredictor, panned_frames, write_clip
+from tests.media_helpers import AppRedPredictor, panned_frames, write_clip
 from tests.web_helpers import jpeg_of_person, upload
 
 
 @pytest.fixture
-def app(tmp_path, shipped_predictor):
-    return create_app({"TESTING": True, "PREDICTOR": shipped_predictor, "INSTANCE_PATH": tmp_path / "instance"})
+def app(make_app, shipped_predictor):
+    return make_app(shipped_predictor)
 
 
 def test_photo_uploaded_twice_is_refused_with_a_link_and_stored_again_on_request(app):
@@ -75,12 +74,10 @@ def test_form_upload_of_a_stored_photo_shows_a_page_linking_to_it(app):
     assert forced.status_code == 303 and forced.headers["Location"] != f"/analyses/{first_id}"
 
 
-def test_clip_uploaded_twice_links_to_the_first_while_queued_and_once_stored(tmp_path):
+def test_clip_uploaded_twice_links_to_the_first_while_queued_and_once_stored(make_app, tmp_path):
     from tests.web_helpers import wait_done
 
-    app = create_app({"TESTING": True, "PREDICTOR": type("P", (RedPredictor,), {"info": {
-        **RedPredictor.info, "classes": list(RedPredictor.class_names)}})(),
-        "INSTANCE_PATH": tmp_path / "instance", "JOB_PROGRESS_INTERVAL_S": 0.0})
+    app = make_app(AppRedPredictor())
     try:
         client = app.test_client()
         clip = write_clip(tmp_path / "pan.mp4", panned_frames(10, h=96, w=128), fps=10).read_bytes()
@@ -124,9 +121,7 @@ def _photo(store: Store, sha: str, source: str, day: int, labels: list[str]) -> 
         [NewDetection(label=lab, score=0.9, box=(0, 0, 5, 5)) for lab in labels])
 
 
-def test_report_counts_each_distinct_file_once_as_its_first_copy(tmp_path):
-    store = Store(default_sqlite_url(tmp_path), tmp_path / "media")
-    store.init_schema()
+def test_report_counts_each_distinct_file_once_as_its_first_copy(store):
     first = _photo(store, "a" * 64, "north", 1, ["top"])
     _photo(store, "a" * 64, "south", 2, ["top"])  # the same file stored again, under another source
     _photo(store, "b" * 64, "north", 3, ["dress", "bag"])

@@ -147,11 +147,9 @@ def test_concurrent_writer_processes_never_see_database_is_locked(tmp_path):
     assert os.path.getsize(instance / "closetai.sqlite") > 0
 
 
-def test_a_dead_processs_temp_folders_are_swept_at_once_a_live_ones_kept(tmp_path):
+def test_a_dead_processs_temp_folders_are_swept_at_once_a_live_ones_kept(store):
     from tests.jobs_helpers import dead_pid
 
-    store = Store(default_sqlite_url(tmp_path), tmp_path / "media")
-    store.init_schema()
     mine = store.tmp_path("analysis-")  # this (live) process's: a writer may be mid-way
     dead = mine.with_name(mine.name.rsplit("~", 1)[0] + f"~{dead_pid()}")
     foreign = mine.with_name(mine.name.replace(mine.name.rsplit("~", 2)[1], "another-host"))  # can't tell

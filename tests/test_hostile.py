@@ -54,9 +54,10 @@ MARKER = b"closetai-xss"
 BOUNDARY = "hostile-boundary"
 
 
-def make_app(instance: Path):
-    app = create_app({"TESTING": True, "PREDICTOR": FakePredictor(), "INSTANCE_PATH": instance,
-                      "MAX_UPLOAD_MB": 1, "VIDEO_MAX_UPLOAD_MB": 1, "JOB_PROGRESS_INTERVAL_S": 0.0})
+LIMITS = {"MAX_UPLOAD_MB": 1, "VIDEO_MAX_UPLOAD_MB": 1}
+
+
+def quick_to_stop(app):
     # An idle worker only notices stop() when its queue wait (15 s between stale-job sweeps) ends.
     app.extensions["closetai.jobs.runner"].sweep_every_s = 0.2
     return app
@@ -66,22 +67,18 @@ def make_app(instance: Path):
 def refusing_app(tmp_path_factory):
     """One app for all refused cases (each compares the state before and after itself), holding one
     stored photo, analysis 1, so the id and path cases aim at something real."""
-    app = make_app(tmp_path_factory.mktemp("hostile") / "instance")
+    app = quick_to_stop(create_app({"TESTING": True, "PREDICTOR": FakePredictor(),
+                                    "INSTANCE_PATH": tmp_path_factory.mktemp("hostile") / "instance",
+                                    "JOB_PROGRESS_INTERVAL_S": 0.0, **LIMITS}))
     assert post_file(app.test_client(), PHOTO_URL["api"], small_png(), "one.png").get_json()["id"] == 1
     yield app
     app.extensions["closetai.jobs.runner"].stop(timeout=30)
 
 
 @pytest.fixture
-def app(tmp_path):
-    app = make_app(tmp_path / "instance")
-    yield app
-    app.extensions["closetai.jobs.runner"].stop(timeout=30)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+def app(make_app):
+    """conftest's app (on tmp_path / "instance") with the 1 MB upload limits."""
+    return quick_to_stop(make_app(**LIMITS))
 
 
 # ---- what "nothing left behind" means -----------------------------------------------------------------

@@ -15,7 +15,6 @@ import pytest
 import closetai.ingest as ingest_mod
 from closetai.cli import main
 from closetai.ingest import IngestError, ingest_folder
-from closetai.storage.store import Store, default_sqlite_url
 from tests.helpers import ColourDetector, make_photo
 
 
@@ -31,14 +30,6 @@ def folder(tmp_path):
     (d / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
     (d / "notes.txt").write_text("not a photo")
     return d
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(default_sqlite_url(tmp_path / "inst"), tmp_path / "inst" / "media")
-    s.init_schema()
-    yield s
-    s.dispose()
 
 
 def test_ingest_counts_skips_duplicates_and_reports_unreadable(folder, store):

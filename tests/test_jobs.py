@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from app import create_app
 from closetai.jobs.runner import (
     INTERRUPTED,
     WORKER,
@@ -27,7 +26,7 @@ from closetai.jobs.runner import (
     recover_interrupted,
     run_job,
 )
-from closetai.storage.store import JobNotRunning, NewAnalysis, Store, jobs, utcnow
+from closetai.storage.store import JobNotRunning, NewAnalysis, jobs, utcnow
 from tests.helpers import REPO, SHIPPED_MODEL
 from tests.jobs_helpers import dead_pid, queued_video, set_running, uploads
 from tests.media_helpers import AppRedPredictor as Predictor
@@ -35,19 +34,14 @@ from tests.media_helpers import panned_frames, write_clip
 
 
 @pytest.fixture
-def instance(tmp_path) -> Path:
-    return tmp_path / "instance"
+def instance(store, tmp_path) -> Path:
+    """The folder of conftest's `store` (closetai.sqlite, media/): an app made on it opens that store."""
+    return tmp_path
 
 
 @pytest.fixture
-def store(instance) -> Store:
-    s = Store(f"sqlite:///{instance / 'closetai.sqlite'}", instance / "media")
-    s.init_schema()
-    return s
-
-
-def make_app(instance: Path, **config):
-    return create_app({"TESTING": True, "PREDICTOR": Predictor(), "INSTANCE_PATH": instance, **config})
+def predictor():
+    return Predictor()
 
 
 # ---- claims and completion ----------------------------------------------------------------------
@@ -89,20 +83,20 @@ def test_a_job_whose_upload_vanished_fails_with_a_message(store, tmp_path):
 
 # ---- the restart policy --------------------------------------------------------------------------
 
-def test_stale_running_job_is_failed_when_the_app_starts(store, instance, tmp_path):
+def test_stale_running_job_is_failed_when_the_app_starts(store, instance, make_app, tmp_path):
     job_id = queued_video(store, tmp_path)
     set_running(store, job_id, worker=None, heartbeat_age_s=600)  # no owner recorded, no heartbeat for 10 min
     assert uploads(store)
-    make_app(instance)
+    make_app(INSTANCE_PATH=instance)
     job = store.get_job(job_id)
     assert job["status"] == "failed" and job["error"] == INTERRUPTED and job["finished_at"] is not None
     assert uploads(store) == []  # nothing left behind
 
 
-def test_running_job_of_a_dead_process_on_this_host_is_failed_at_once(store, instance, tmp_path):
+def test_running_job_of_a_dead_process_on_this_host_is_failed_at_once(store, instance, make_app, tmp_path):
     job_id = queued_video(store, tmp_path)
     set_running(store, job_id, {"host": WORKER["host"], "pid": dead_pid(), "token": "old"}, heartbeat_age_s=1)
-    make_app(instance)
+    make_app(INSTANCE_PATH=instance)
     assert store.get_job(job_id)["status"] == "failed"
 
 
@@ -124,9 +118,9 @@ def test_a_live_workers_job_is_left_running_until_its_heartbeat_stops(store, tmp
     assert recover_interrupted(store, stale_after_s=60) == [job_id]  # hung or gone: failed, not stuck
 
 
-def test_queued_jobs_left_by_a_dead_process_run_when_workers_start(store, instance, tmp_path):
+def test_queued_jobs_left_by_a_dead_process_run_when_workers_start(store, instance, make_app, tmp_path):
     job_id = queued_video(store, tmp_path)
-    app = make_app(instance)
+    app = make_app(INSTANCE_PATH=instance)
     runner = app.extensions["closetai.jobs.runner"]
     try:
         assert store.get_job(job_id)["status"] == "queued"  # creating the app starts no work

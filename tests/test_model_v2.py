@@ -15,19 +15,14 @@ from closetai.training.data import pseudo
 from closetai.training.selection import Selection
 from closetai.training.train import TrainArgs, train
 from closetai.vision.detections import Detections
-from closetai.vision.model import build_model, model_for_training, read_model_file, remap_classes, save_model
+from closetai.vision.model import model_for_training, read_model_file, remap_classes
 from closetai.vision.predict import Predictor
-from tests.helpers import tiny_model_config
+from tests.helpers import tiny_model_file
 from tests.training_helpers import PERSON, PaintedReader
 
 
 def _tiny_model_file(path, classes):
-    torch.manual_seed(0)
-    model = build_model(len(classes) + 1, tiny_model_config(), pretrained_backbone=False)
-    save_model(model, path, tiny_model_config(), {"name": "tiny", "taxonomy": "test", "classes": list(classes),
-                                                  "score_threshold": 0.5,
-                                                  "trained": {"val_files": ["0.png"]}})
-    return path
+    return tiny_model_file(path, classes, score_threshold=0.5, trained={"val_files": ["0.png"]})
 
 
 def test_remap_keeps_learned_rows_and_starts_a_new_class_from_their_mean(tmp_path):

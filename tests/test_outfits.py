@@ -28,9 +28,9 @@ def _photo(store: Store, name: str, garments: list[tuple], people: int | None = 
 
 
 @pytest.fixture
-def store(tmp_path) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path / "media")
-    s.init_schema()
+def store(store) -> Store:
+    """conftest's empty store with the five photos below (c.jpg with three people in it)."""
+    s = store
     _photo(s, "a.jpg", [("top", "white", 0.9), ("jeans", "blue", 0.8)])
     _photo(s, "b.jpg", [("top", "white", 0.7), ("jeans", "black", 0.9), ("footwear", "black", 0.9),
                         ("bag", "red", 0.8), ("top", "grey", 0.6)])
@@ -108,22 +108,13 @@ def test_with_rates_the_outfits_get_estimated_shares(store):
 
 
 @pytest.fixture
-def app(tmp_path):
-    from app import create_app
-    from tests.helpers import FakePredictor
-
-    app = create_app({"TESTING": True, "PREDICTOR": FakePredictor(), "INSTANCE_PATH": tmp_path / "inst"})
+def app(make_app):
+    app = make_app()
     s = app.extensions["closetai.storage.store"]
     _photo(s, "a.jpg", [("top", "white", 0.9), ("jeans", "blue", 0.8)])
     _photo(s, "b.jpg", [("top", "black", 0.9), ("jeans", "blue", 0.8)], day=2)
     _photo(s, "c.jpg", [("dress", "red", 0.9, 0), ("outerwear", "black", 0.8, 1)], people=2)
-    yield app
-    app.extensions["closetai.jobs.runner"].stop(timeout=10)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+    return app
 
 
 def test_outfits_page_csv_and_json(client):

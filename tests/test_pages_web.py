@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import create_app
 from tests.helpers import CCP, needs_model
 
 PHOTO = CCP / "photos" / "0005.jpg"
@@ -19,13 +18,8 @@ pytestmark = [needs_model, pytest.mark.skipif(not PHOTO.is_file(), reason="needs
 
 
 @pytest.fixture
-def app(tmp_path, shipped_predictor):
-    return create_app({"TESTING": True, "PREDICTOR": shipped_predictor, "INSTANCE_PATH": tmp_path / "instance"})
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+def predictor(shipped_predictor):
+    return shipped_predictor
 
 
 def upload(client, data: bytes, name: str) -> dict:

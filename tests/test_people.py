@@ -125,16 +125,14 @@ def test_hovering_a_person_outlines_them_in_the_browser(tmp_path, browser):
         app.extensions["closetai.jobs.runner"].stop(timeout=10)
 
 
-def test_worn_together_pairs_garments_of_one_person_not_of_one_photo(tmp_path):
+def test_worn_together_pairs_garments_of_one_person_not_of_one_photo(store):
     """issue 21: in a photo of two people, one's top and jeans are a pair; the other's coat is not
     paired with either. A photo without people still pairs everything in it."""
     from datetime import datetime
 
     from closetai.insights.report import GarmentCounts, ReportFilters, load_report
-    from closetai.storage.store import NewAnalysis, NewDetection, Store, default_sqlite_url
+    from closetai.storage.store import NewAnalysis, NewDetection
 
-    store = Store(default_sqlite_url(tmp_path), tmp_path / "media")
-    store.init_schema()
     box = (0.0, 0.0, 10.0, 10.0)
 
     def photo(name, garments, people):

@@ -14,9 +14,8 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
-from app import create_app
 from closetai.insights.report import PERIODS, ReportFilters, build_report, load_report, report_tables
-from closetai.storage.store import NewAnalysis, NewTrack, Store, default_sqlite_url
+from closetai.storage.store import NewAnalysis, NewTrack, Store
 from closetai.web.report import TABLE_COLUMNS
 from tests.report_helpers import NoModel, det, photo, seed_many
 
@@ -36,14 +35,6 @@ def seed_known(store: Store) -> None:
     dets += [det("top", .6, "white", track_no=2, frame_index=i) for i in range(3)]
     store.add_analysis(clip, dets, tracks)
     store.add_analysis(photo("milan", "2026-01-02 12:00", "a4"), [])
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(default_sqlite_url(tmp_path), tmp_path / "media")
-    s.init_schema()
-    yield s
-    s.dispose()
 
 
 @pytest.fixture
@@ -133,9 +124,14 @@ def test_sql_grouping_equals_pandas_grouping(store, filters):
 # ---- web ----------------------------------------------------------------------------------------
 
 @pytest.fixture
-def make_client(tmp_path):
+def predictor():
+    return NoModel()
+
+
+@pytest.fixture
+def make_client(make_app):
     def make():
-        app = create_app({"TESTING": True, "PREDICTOR": NoModel(), "INSTANCE_PATH": tmp_path / "instance"})
+        app = make_app()
         return app, app.test_client()
     return make
 

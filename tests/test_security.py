@@ -4,15 +4,13 @@ import io
 
 import pytest
 
-from app import create_app
-from tests.helpers import FakePredictor, flat_png
+from tests.helpers import flat_png
 
 
 @pytest.fixture
-def client(tmp_path):
-    app = create_app({"PREDICTOR": FakePredictor(), "INSTANCE_PATH": tmp_path / "instance", "TESTING": True})
-    yield app.test_client(), app
-    app.extensions["closetai.jobs.runner"].stop()
+def client(app):
+    """(test client, app): these tests read the app too."""
+    return app.test_client(), app
 
 
 @pytest.mark.parametrize("path", ["/", "/history", "/report", "/videos", "/api/v1/health", "/nope"])

@@ -18,7 +18,7 @@ from closetai.insights.similar import ExactIndex, SimilarItems
 from closetai.storage.store import NewAnalysis, NewDetection, NewTrack, NotFound, Store, from_blob, to_blob
 from closetai.vision.detections import Detections
 from closetai.vision.embed import EMBEDDING_NAME
-from tests.helpers import REPO, EmbeddingFakePredictor, FakePredictor, needs_model, tiny_model_config
+from tests.helpers import REPO, EmbeddingFakePredictor, FakePredictor, needs_model
 
 sys.path.insert(0, str(REPO / "bench"))
 import eval_similar  # noqa: E402  (the evaluation script's metrics and DF2 reader)
@@ -27,20 +27,6 @@ import eval_similar  # noqa: E402  (the evaluation script's metrics and DF2 read
 def unit(v) -> np.ndarray:
     v = np.asarray(v, dtype=np.float32)
     return v / np.linalg.norm(v)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    import torch
-
-    from closetai.vision.model import build_model, save_model
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    cfg = tiny_model_config()
-    save_model(build_model(3, cfg), path, cfg, {"name": "tiny", "taxonomy": "test", "classes": ["top", "jeans"],
-                                                 "score_threshold": 0.0})
-    return path
 
 
 # -- embeddings ------------------------------------------------------------------------------------------
@@ -198,13 +184,6 @@ def _photo(store: Store, labels: list[str], vectors: list, name: str = "p.jpg") 
          for lb, v in zip(labels, vectors, strict=True)])
 
 
-@pytest.fixture
-def store(tmp_path) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path / "media")
-    s.init_schema()
-    return s
-
-
 def test_embeddings_round_trip_through_the_store(store):
     v1, v2, v3 = unit([1, 0, 0, 0]), unit([0.9, 0.1, 0, 0]), unit([0, 0, 1, 0])
     a = _photo(store, ["top", "jeans"], [v1, v2])
@@ -269,11 +248,8 @@ def jpeg(colour, size=(80, 60)) -> bytes:
 
 
 @pytest.fixture
-def client(tmp_path):
-    from app import create_app
-
-    app = create_app({"TESTING": True, "PREDICTOR": EmbeddingFakePredictor(), "INSTANCE_PATH": tmp_path / "inst"})
-    return app.test_client()
+def predictor():
+    return EmbeddingFakePredictor()
 
 
 def upload(client, colour, name):

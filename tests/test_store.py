@@ -23,14 +23,6 @@ from closetai.storage.store import (
 from closetai.vision.detections import decode_mask, encode_mask
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(default_sqlite_url(tmp_path), tmp_path / "media")
-    s.init_schema()
-    yield s
-    s.dispose()
-
-
 def files_under(root):
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 

@@ -13,7 +13,6 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from app import create_app
 from closetai.storage.store import detections as detections_table
 from closetai.vision.colour import PALETTE, name_colour
 from closetai.vision.detections import decode_mask
@@ -28,24 +27,6 @@ def predictor():
     from closetai.vision.predict import Predictor
 
     return Predictor(device="cpu")
-
-
-@pytest.fixture
-def make_app(tmp_path, predictor):
-    def make(**config):
-        return create_app({"TESTING": True, "PREDICTOR": predictor, "INSTANCE_PATH": tmp_path / "instance",
-                           **config})
-    return make
-
-
-@pytest.fixture
-def app(make_app):
-    return make_app()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
 
 
 def stored_files(app) -> list[str]:

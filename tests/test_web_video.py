@@ -18,7 +18,6 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from app import create_app
 from closetai.storage.store import analyses, detections, jobs, tracks
 from closetai.vision.detections import decode_mask
 from tests.helpers import SHIPPED_MODEL, write_audio_only
@@ -29,28 +28,8 @@ from tests.web_helpers import wait_done
 
 
 @pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def make(predictor=None, **config):
-        app = create_app({"TESTING": True, "PREDICTOR": predictor or Predictor(),
-                          "INSTANCE_PATH": tmp_path / "instance", "JOB_PROGRESS_INTERVAL_S": 0.0, **config})
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["closetai.jobs.runner"].stop(timeout=30)
-
-
-@pytest.fixture
-def app(make_app):
-    return make_app()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+def predictor():
+    return Predictor()
 
 
 def media_files(app) -> list[str]:

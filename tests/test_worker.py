@@ -37,7 +37,7 @@ from closetai.jobs.runner import (
     take_over,
 )
 from closetai.storage.store import Store
-from tests.helpers import REPO, make_photo, tiny_model_config
+from tests.helpers import REPO, make_photo, tiny_model_file
 from tests.media_helpers import NAMES, panned_frames, write_clip
 from tests.services import needs_postgres, needs_redis, postgres_server, redis_server
 
@@ -52,18 +52,11 @@ WORKER_ENV = {
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    import torch
-
-    from closetai.vision.model import build_model, save_model
-
-    torch.manual_seed(0)
-    # Untrained, its class scores sit near chance (~0.1); mask scoring would halve them (its random masks
-    # are ~0.5 sure) to below the tracker's new-track score, and a clip would give no tracks to check.
-    cfg = {**tiny_model_config(), "mask_scoring": False}
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_model(build_model(len(NAMES) + 1, cfg), path, cfg,
-               {"name": "tiny", "taxonomy": "closetai-ccp-15", "classes": list(NAMES), "score_threshold": 0.0})
-    return path
+    """conftest's tiny model with the CCP classes, and without mask scoring: untrained, its class scores sit
+    near chance (~0.1); mask scoring would halve them (its random masks are ~0.5 sure) to below the
+    tracker's new-track score, and a clip would give no tracks to check."""
+    return tiny_model_file(tmp_path_factory.mktemp("model") / "tiny.pt", NAMES, {"mask_scoring": False},
+                           taxonomy="closetai-ccp-15")
 
 
 class Cluster:
@@ -119,13 +112,6 @@ def database(kind: str, tmp: Path) -> Iterator[str]:
 
 
 # ---- take-over rules, in this process (no broker) ---------------------------------------------------
-
-@pytest.fixture
-def store(tmp_path) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 'closetai.sqlite'}", tmp_path / "media")
-    s.init_schema()
-    return s
-
 
 def test_a_redelivered_job_of_a_dead_worker_is_taken_over_and_stored_once(store, tmp_path):
     from tests.jobs_helpers import dead_pid, queued_video, set_running
