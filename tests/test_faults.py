@@ -1,7 +1,7 @@
 """Load and faults against real processes on loopback (issue 6): 50 concurrent uploads to a real server,
 a bulk ingest killed with SIGKILL and resumed, concurrent writers in separate processes.
 
-The video job killed mid-analysis is tests/test_jobs.py::test_sigkill_mid_job_then_restart.
+The video job killed mid-analysis is tests/jobs/test_jobs.py::test_sigkill_mid_job_then_restart.
 """
 
 from __future__ import annotations

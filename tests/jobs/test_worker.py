@@ -1,7 +1,7 @@
 """Jobs on Celery workers (closetai.jobs.worker): a real Redis, two real `closetai worker` processes on one
 shared database (a SQLite file, then a real PostgreSQL); the ingest fan-out, a web video upload, and a
 worker SIGKILLed mid-video whose job the other worker completes, counted once. The same paths on SQLite with in-process threads are
-tests/test_ingest.py, tests/test_web_video.py and tests/test_jobs.py.
+tests/test_ingest.py, tests/web/test_web_video.py and tests/jobs/test_jobs.py.
 
 A tiny random-weight model (saved with closetai.vision.model.save_model) keeps the inference cheap: these
 tests are about delivery, not detection; its score threshold is 0, so it finds "garments" that the
