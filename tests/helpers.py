@@ -64,6 +64,21 @@ def tiny_model_config() -> dict:
             "box_head_dim": 64, "mask_head_channels": 32, "rpn_post_nms_test": 50, "rpn_pre_nms_test": 100}
 
 
+def tiny_model_file(path: Path, classes, config: dict | None = None, **metadata) -> Path:
+    """Save a tiny Mask R-CNN with random weights (torch seed 0) to `path`, as save_model writes a model file:
+    tiny_model_config() updated by `config`; metadata name "tiny", taxonomy "test", the classes and score
+    threshold 0, each of which `metadata` may override or add to."""
+    import torch
+
+    from closetai.vision.model import build_model, save_model
+
+    torch.manual_seed(0)
+    cfg = {**tiny_model_config(), **(config or {})}
+    save_model(build_model(len(classes) + 1, cfg, pretrained_backbone=False), path, cfg,
+               {"name": "tiny", "taxonomy": "test", "classes": list(classes), "score_threshold": 0.0, **metadata})
+    return path
+
+
 class FakePredictor:
     """Stands in for the model: these tests are about HTTP, not detection."""
 
@@ -101,6 +116,56 @@ class EmbeddingFakePredictor(FakePredictor):
             v = np.r_[region.mean(0), 1.0]
             out.append(v / np.linalg.norm(v))
         return np.array(out, dtype=np.float32).reshape(-1, 4)
+
+
+class ColourDetector:
+    """Stands in for Predictor: one detection per colour region found (red -> top, blue -> jeans)."""
+
+    class_names = ("top", "jeans")
+    min_score = 0.5
+    info = {"name": "colour-detector", "taxonomy": "test", "device": "cpu", "classes": list(class_names)}
+
+    def __init__(self, *args, **kwargs):
+        self.calls = 0
+
+    def __call__(self, rgb, min_score=None):
+        self.calls += 1
+        r, g, b = (rgb[..., i].astype(int) for i in range(3))
+        masks, boxes, ids = [], [], []
+        for class_id, mask in ((1, (r > 150) & (g < 80) & (b < 80)), (2, (b > 150) & (r < 80) & (g < 100))):
+            if mask.sum() < 50:
+                continue
+            ys, xs = np.nonzero(mask)
+            masks.append(mask)
+            boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+            ids.append(class_id)
+        h, w = rgb.shape[:2]
+        return Detections(np.array(boxes, np.float32).reshape(-1, 4), np.full(len(ids), 0.9, np.float32),
+                          np.array(ids), self.class_names,
+                          masks=np.array(masks, bool).reshape(-1, h, w))
+
+
+def make_photo(path, seed: int, blue: bool = True) -> None:
+    """A JPEG that ColourDetector finds a red top (and, with `blue`, blue jeans) in."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = rng.integers(150, 200, (240, 160, 3), dtype=np.uint8)
+    img[40:120, 40:120] = (200, 30, 30)  # RGB red "top"
+    if blue:
+        img[120:220, 50:110] = (30, 40, 200)  # blue "jeans"
+    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+
+
+def flat_png() -> bytes:
+    """A small flat grey PNG (a valid upload, no garments needed)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((64, 48, 3), 120, np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
 
 
 def run_processes(target, arg_lists: list[tuple], timeout: float = 120) -> list[str]:

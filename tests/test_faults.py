@@ -1,7 +1,7 @@
 """Load and faults against real processes on loopback (issue 6): 50 concurrent uploads to a real server,
 a bulk ingest killed with SIGKILL and resumed, concurrent writers in separate processes.
 
-The video job killed mid-analysis is tests/test_jobs.py::test_sigkill_mid_job_then_restart.
+The video job killed mid-analysis is tests/jobs/test_jobs.py::test_sigkill_mid_job_then_restart.
 """
 
 from __future__ import annotations
@@ -147,11 +147,9 @@ def test_concurrent_writer_processes_never_see_database_is_locked(tmp_path):
     assert os.path.getsize(instance / "closetai.sqlite") > 0
 
 
-def test_a_dead_processs_temp_folders_are_swept_at_once_a_live_ones_kept(tmp_path):
-    from tests.test_jobs import dead_pid
+def test_a_dead_processs_temp_folders_are_swept_at_once_a_live_ones_kept(store):
+    from tests.jobs_helpers import dead_pid
 
-    store = Store(default_sqlite_url(tmp_path), tmp_path / "media")
-    store.init_schema()
     mine = store.tmp_path("analysis-")  # this (live) process's: a writer may be mid-way
     dead = mine.with_name(mine.name.rsplit("~", 1)[0] + f"~{dead_pid()}")
     foreign = mine.with_name(mine.name.replace(mine.name.rsplit("~", 2)[1], "another-host"))  # can't tell

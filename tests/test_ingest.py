@@ -9,52 +9,13 @@ from __future__ import annotations
 import json
 import shutil
 
-import cv2
-import numpy as np
 import pandas as pd
 import pytest
 
 import closetai.ingest as ingest_mod
 from closetai.cli import main
 from closetai.ingest import IngestError, ingest_folder
-from closetai.storage.store import Store, default_sqlite_url
-from closetai.vision.detections import Detections
-
-
-class ColourDetector:
-    """Stands in for Predictor: one detection per colour region found (red -> top, blue -> jeans)."""
-
-    class_names = ("top", "jeans")
-    min_score = 0.5
-    info = {"name": "colour-detector", "taxonomy": "test", "device": "cpu", "classes": list(class_names)}
-
-    def __init__(self, *args, **kwargs):
-        self.calls = 0
-
-    def __call__(self, rgb, min_score=None):
-        self.calls += 1
-        r, g, b = (rgb[..., i].astype(int) for i in range(3))
-        masks, boxes, ids = [], [], []
-        for class_id, mask in ((1, (r > 150) & (g < 80) & (b < 80)), (2, (b > 150) & (r < 80) & (g < 100))):
-            if mask.sum() < 50:
-                continue
-            ys, xs = np.nonzero(mask)
-            masks.append(mask)
-            boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-            ids.append(class_id)
-        h, w = rgb.shape[:2]
-        return Detections(np.array(boxes, np.float32).reshape(-1, 4), np.full(len(ids), 0.9, np.float32),
-                          np.array(ids), self.class_names,
-                          masks=np.array(masks, bool).reshape(-1, h, w))
-
-
-def make_photo(path, seed: int, blue: bool = True) -> None:
-    rng = np.random.default_rng(seed)
-    img = rng.integers(150, 200, (240, 160, 3), dtype=np.uint8)
-    img[40:120, 40:120] = (200, 30, 30)  # RGB red "top"
-    if blue:
-        img[120:220, 50:110] = (30, 40, 200)  # blue "jeans"
-    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+from tests.helpers import ColourDetector, make_photo
 
 
 @pytest.fixture
@@ -69,14 +30,6 @@ def folder(tmp_path):
     (d / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
     (d / "notes.txt").write_text("not a photo")
     return d
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(default_sqlite_url(tmp_path / "inst"), tmp_path / "inst" / "media")
-    s.init_schema()
-    yield s
-    s.dispose()
 
 
 def test_ingest_counts_skips_duplicates_and_reports_unreadable(folder, store):

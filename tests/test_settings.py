@@ -5,15 +5,12 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from closetai import settings
 from closetai.jobs.runner import VideoSettings
-from tests.helpers import FakePredictor
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO, FakePredictor
 
 VIDEO_ENV = {"CLOSETAI_VIDEO_FPS": "2.5", "CLOSETAI_VIDEO_MIN_SIZE": "384", "CLOSETAI_VIDEO_MAX_DURATION_S": "123",
              "CLOSETAI_VIDEO_MAX_PIXELS": "1000000", "CLOSETAI_VIDEO_SHOT_CUTS": "0", "CLOSETAI_VIDEO_REID": "off"}
