@@ -61,3 +61,9 @@ def wait_done(client, job_id: int, timeout: float = 120.0) -> tuple[dict, list[d
             return body, seen
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} did not finish in {timeout} s: {seen[-1]}")
+
+
+def media_files(app) -> list[str]:
+    """Every file under the app's media folder, relative to it (what "nothing left behind" compares)."""
+    root = app.extensions["closetai.storage.store"].media_root
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())

@@ -17,7 +17,7 @@ from closetai.storage.store import detections as detections_table
 from closetai.vision.colour import PALETTE, name_colour
 from closetai.vision.detections import decode_mask
 from tests.helpers import CCP
-from tests.web_helpers import RED, encode, jpeg_of_person, person, upload
+from tests.web_helpers import RED, encode, jpeg_of_person, media_files, person, upload
 
 CCP_PHOTO = CCP / "photos" / "0003.jpg"
 
@@ -27,11 +27,6 @@ def predictor():
     from closetai.vision.predict import Predictor
 
     return Predictor(device="cpu")
-
-
-def stored_files(app) -> list[str]:
-    root = app.extensions["closetai.storage.store"].media_root
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
 def row_counts(app) -> tuple[int, int]:
@@ -108,9 +103,9 @@ def test_generated_photo_end_to_end(app, client, predictor):
     assert body["urls"]["page"] in history and body["urls"]["thumb"] in history
 
     # delete: rows and files go, the id answers 404 afterwards
-    assert stored_files(app)
+    assert media_files(app)
     assert client.delete(body["urls"]["self"]).status_code == 204
-    assert row_counts(app) == (0, 0) and stored_files(app) == []
+    assert row_counts(app) == (0, 0) and media_files(app) == []
     gone = client.get(body["urls"]["self"])
     assert gone.status_code == 404 and gone.get_json() == {"error": f"analysis {body['id']} not found"}
     assert client.get(body["urls"]["photo"]).status_code == 404
@@ -173,7 +168,7 @@ def test_bad_input(make_app, case):
     assert page.status_code == status and page.mimetype == "text/html"
     html = page.get_data(as_text=True)
     assert message in html and "Upload a photo" in html
-    assert row_counts(app) == (0, 0) and stored_files(app) == []
+    assert row_counts(app) == (0, 0) and media_files(app) == []
     # the server is still up and still works
     assert client.get("/api/v1/health").status_code == 200
 
@@ -200,7 +195,7 @@ def test_store_failure_leaves_nothing(app, client, monkeypatch):
     monkeypatch.setattr(analyses_module.os, "replace", disk_full)
     res = upload(client, jpeg_of_person(), "ok.jpg")
     assert res.status_code == 503 and res.get_json() == {"error": "cannot store media files (No space left on device)"}
-    assert row_counts(app) == (0, 0) and stored_files(app) == []
+    assert row_counts(app) == (0, 0) and media_files(app) == []
 
 
 # ------------------------------------------------------------------------------------------------
@@ -264,7 +259,7 @@ def test_file_names_are_never_paths(app, client, tmp_path):
     body = res.get_json()
     assert body["image"] == "script>.jpg"  # last path component only, for display
     assert all(re.fullmatch(r"photos/\d{4}/\d\d/\d\d/[0-9a-f]{32}/(photo|thumb)\.jpg|"
-                            r"photos/\d{4}/\d\d/\d\d/[0-9a-f]{32}/crops/d\d+\.jpg", f) for f in stored_files(app))
+                            r"photos/\d{4}/\d\d/\d\d/[0-9a-f]{32}/crops/d\d+\.jpg", f) for f in media_files(app))
     instance = Path(app.instance_path)
     assert {p.name for p in instance.iterdir()} <= {"closetai.sqlite", "closetai.sqlite-shm",
                                                      "closetai.sqlite-wal", "media"}
@@ -335,7 +330,7 @@ def test_model_failure_is_a_clean_500(app, client, predictor, monkeypatch):
     res = upload(client, jpeg_of_person(), "ok.jpg")
     assert res.status_code == 500
     assert res.get_json() == {"error": "internal error: the analysis failed; the details are in the server log"}
-    assert row_counts(app) == (0, 0) and stored_files(app) == []
+    assert row_counts(app) == (0, 0) and media_files(app) == []
     monkeypatch.undo()
     assert upload(client, jpeg_of_person(), "ok.jpg").status_code == 201  # and the next upload works
 

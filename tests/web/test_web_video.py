@@ -23,18 +23,13 @@ from closetai.vision.detections import decode_mask
 from tests.helpers import SHIPPED_MODEL, write_audio_only
 from tests.media_helpers import CCP_PHOTO, panned_frames, write_clip
 from tests.media_helpers import AppRedPredictor as Predictor
+from tests.web_helpers import media_files, wait_done
 from tests.web_helpers import upload_clip as upload
-from tests.web_helpers import wait_done
 
 
 @pytest.fixture
 def predictor():
     return Predictor()
-
-
-def media_files(app) -> list[str]:
-    root = app.extensions["closetai.storage.store"].media_root
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
 def counts(app) -> dict[str, int]:
