@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 from closetai import quiet_libraries, settings
 from closetai.jobs.runner import JobContext, VideoSettings, run_delivered_job
@@ -114,16 +114,24 @@ def worker_context() -> JobContext:
 
         cfg = settings.load()
         threads = cfg["THREADS"]
-        if threads:  # OpenCV (colours, resizes) would otherwise start a thread per core in every process
-            import cv2
-
-            cv2.setNumThreads(int(threads))
         predictor = Predictor(cfg["MODEL_PATH"], device=cfg["DEVICE"], threads=threads)
         video = VideoSettings.from_config(cfg)
         _context = JobContext(store=store_from_env(), predictor=predictor, video=video)
         _context_pid = os.getpid()
         log.info("worker process %d: model %s on %s", os.getpid(), predictor.info["name"], predictor.info["device"])
     return _context
+
+
+@signals.worker_init.connect
+def _limit_opencv_threads(**_kwargs) -> None:
+    """OpenCV (colours, resizes) would start a thread per core in every pool process. Set in the worker's
+    main process, before the pool forks: opencv-python-headless 5.1 hangs in cv2.setNumThreads when a
+    forked pool process calls it, and the children inherit the setting."""
+    threads = settings.load()["THREADS"]
+    if threads:
+        import cv2
+
+        cv2.setNumThreads(int(threads))
 
 
 def stale_after_s() -> float:
